@@ -1,0 +1,43 @@
+# The two commands the README gives are `make run` and `make test`; everything else serves them.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install web worker beat agents lint bench drills clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Embedded default: SQLite, a filesystem Celery broker, web + worker + beat + simulated devices.
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py rundemo
+
+test: install
+	$(BIN)/python manage.py makemigrations --check --dry-run >/dev/null
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+# Production-shaped processes (DATABASE_URL and REDIS_URL set); docker-compose.yml runs these same commands.
+web: install
+	$(BIN)/gunicorn portal.wsgi --bind 0.0.0.0:8000 --workers 2 --access-logfile -
+
+worker: install
+	$(BIN)/celery -A portal worker --loglevel INFO --concurrency 2
+
+beat: install
+	$(BIN)/celery -A portal beat --loglevel INFO
+
+clean:
+	rm -rf $(VENV) var

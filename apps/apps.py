@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class AppsConfig(AppConfig):
+    """Applications (integrations) and webhook delivery. The odd name is the app's own: `apps`."""
+
+    name = "apps"
+    verbose_name = "Applications"
+
+    def ready(self):
+        from devices import outbox
+
+        from . import services
+
+        outbox.register_consumer("apps.deliveries", services.deliveries_fan_out)

@@ -1,0 +1,5 @@
+"""Applications, links and webhook delivery."""
+
+
+def deliveries_fan_out(events):
+    """Outbox consumer: one Delivery per (event, linked application with a callback)."""

@@ -1,0 +1,217 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+DEFAULT_COMMANDS = ["reboot", "identify", "set_interval"]
+
+
+def default_commands():
+    return list(DEFAULT_COMMANDS)
+
+
+class Product(models.Model):
+    """A manufacturer's model line; its settings apply to all of its devices."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=60, unique=True)
+    description = models.TextField(blank=True)
+    offline_after = models.PositiveIntegerField(
+        default=600, help_text="Seconds without a check-in before a device counts as offline."
+    )
+    poll_cap = models.PositiveIntegerField(
+        default=300, help_text="Longest wait, in seconds, between provisioning polls of an unclaimed device."
+    )
+    checkin_interval = models.PositiveIntegerField(
+        default=60, help_text="Seconds between check-ins the portal asks devices for."
+    )
+    certificate_days = models.PositiveIntegerField(
+        default=365, help_text="Validity of device certificates signed by this product's CA."
+    )
+    commands = models.JSONField(
+        default=default_commands, blank=True, help_text="Command names this product's devices accept."
+    )
+    # The product's CA: generated on first use; the private key is encrypted at rest (portal.secrets).
+    ca_certificate_pem = models.TextField(blank=True, editable=False)
+    ca_key_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class ClaimCode(models.Model):
+    """A human-typed code; one code may cover many devices (an OEM batch).
+
+    Found by the keyed digest of its normalised form. The code itself is kept encrypted only so
+    that OEM admins can reprint labels.
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    code_encrypted = models.TextField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "claim code"
+
+    def __str__(self):
+        return f"Claim code #{self.pk}"
+
+
+class DeviceStatus(models.TextChoices):
+    NEVER_SEEN = "never_seen", "Never seen"
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+
+
+class Device(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    serial = models.CharField(max_length=64, unique=True)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="devices")
+    name = models.CharField(max_length=80, blank=True, help_text="The owner's nickname for the device.")
+    factory_key_digest = models.CharField(max_length=64, editable=False)
+    claim_code = models.ForeignKey(
+        ClaimCode, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
+    )
+    owned_since = models.DateTimeField(null=True, blank=True)
+    # Pre-claim by an OEM admin for an address that has no account yet; applied at sign-up.
+    preclaim_email = models.EmailField(blank=True)
+
+    # PIN claiming (serial + PIN): no PIN set means not claimable.
+    claimable = models.BooleanField(default=True)
+    pin_digest = models.CharField(max_length=64, blank=True, editable=False)
+
+    status = models.CharField(max_length=12, choices=DeviceStatus.choices, default=DeviceStatus.NEVER_SEEN)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_ip = models.GenericIPAddressField(null=True, blank=True)
+    values = models.JSONField(default=dict, blank=True)
+
+    # Credentials. token_used_at stays empty until the device first authenticates with its token;
+    # until then each provisioning poll issues fresh credentials.
+    token_digest = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    token_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    certificate_pem = models.TextField(blank=True, editable=False)
+    certificate_serial = models.CharField(max_length=64, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["serial"]
+        permissions = [("view_device_owner", "Can see who owns a device")]
+        indexes = [
+            # The owner's device list: filter by owner (and status), ordered by serial.
+            models.Index(fields=["owner", "serial"], name="device_owner_serial"),
+            models.Index(fields=["owner", "status", "serial"], name="device_owner_status_serial"),
+            # The stale sweep reads only online devices by age: a small partial index.
+            models.Index(
+                fields=["last_seen_at"], condition=Q(status="online"), name="device_online_last_seen"
+            ),
+            models.Index(fields=["product", "status"], name="device_product_status"),
+            models.Index(fields=["preclaim_email"], condition=~Q(preclaim_email=""), name="device_preclaim"),
+        ]
+
+    def __str__(self):
+        return self.name or self.serial
+
+    @property
+    def display_name(self):
+        return self.name or self.serial
+
+
+class Reading(models.Model):
+    """Values a device reported at a time: the history behind charts and the readings API."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings")
+    recorded_at = models.DateTimeField()
+    values = models.JSONField()
+
+    class Meta:
+        indexes = [
+            # History of one device, newest first; retention prunes by time.
+            models.Index(fields=["device", "-recorded_at"], name="reading_device_time"),
+            models.Index(fields=["recorded_at"], name="reading_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.device_id} at {self.recorded_at:%Y-%m-%d %H:%M:%S}"
+
+
+class CommandStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+
+
+class Command(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="commands")
+    name = models.CharField(max_length=64)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=CommandStatus.choices, default=CommandStatus.PENDING)
+    result = models.JSONField(default=dict, blank=True)
+    # Who sent it: an owner (user) or an application (its App Id); kept loose to respect layering.
+    sent_by_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    sent_by_app = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Check-in fetches a device's open commands.
+            models.Index(
+                fields=["device", "created_at"],
+                condition=Q(status__in=["pending", "delivered"]),
+                name="command_device_open",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.status})"
+
+
+class DeviceEventType(models.TextChoices):
+    DATA = "device.data"
+    ONLINE = "device.online"
+    OFFLINE = "device.offline"
+    CLAIMED = "device.claimed"
+    RELEASED = "device.released"
+    LINKED = "device.linked"
+    UNLINKED = "device.unlinked"
+    COMMAND_UPDATED = "command.updated"
+
+
+class DeviceEvent(models.Model):
+    """The outbox: every fact an application may hear, written in the transaction of the change.
+
+    `handled_at` is set once the relay has handed the event to every consumer.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=32, choices=DeviceEventType.choices)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The relay's due-work query: unhandled events, oldest first.
+            models.Index(fields=["created_at"], condition=Q(handled_at__isnull=True), name="event_unhandled"),
+            models.Index(fields=["device", "-created_at"], name="event_device_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.id}"

@@ -1,0 +1,31 @@
+"""The one module that wires every app together (the layering's one exception)."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("branding.css", views.branding_css, name="branding-css"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    # Owner pages
+    path("", include("claiming.urls")),
+    path("devices/", include("devices.urls")),
+    path("apps/", include("apps.urls")),
+    # Devices
+    path("device/v1/", include("devices.protocol.urls")),
+    # Integrators
+    path("api/v1/", include("apps.api.urls")),
+    path("api/v1/", include("claiming.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", views.api_docs, name="api-docs"),
+    path("healthz", include("apps.health_urls")),
+]
+
+handler400 = "portal.views.bad_request"
+handler403 = "portal.views.permission_denied"
+handler404 = "portal.views.page_not_found"
+handler500 = "portal.views.server_error"

@@ -1,0 +1,54 @@
+import re
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET
+
+_COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
+
+
+@require_GET
+def home(request):
+    return render(request, "home.html")
+
+
+@require_GET
+@cache_control(max_age=3600, public=True)
+def branding_css(request):
+    """The white-label colour as a stylesheet: the CSP allows no inline styles."""
+    color = settings.PORTAL_PRIMARY_COLOR if _COLOR.match(settings.PORTAL_PRIMARY_COLOR) else "#0b6bcb"
+    return HttpResponse(f":root {{ --primary: {color}; }}\n", content_type="text/css")
+
+
+@require_GET
+def api_docs(request):
+    return render(request, "api_docs.html")
+
+
+def _error_page(request, status, title, message):
+    wants_json = request.path.startswith(("/api/", "/device/"))
+    if wants_json:
+        from .http import json_error
+
+        return json_error(title.lower().replace(" ", "_"), message, status)
+    return render(request, "error.html", {"status": status, "title": title, "message": message}, status=status)
+
+
+def bad_request(request, exception=None):
+    return _error_page(request, 400, "Bad request", "The request could not be understood.")
+
+
+def permission_denied(request, exception=None):
+    return _error_page(request, 403, "Forbidden", "You are not allowed to do that.")
+
+
+def page_not_found(request, exception=None):
+    return _error_page(request, 404, "Not found", "There is nothing here. Check the address, or go back home.")
+
+
+def server_error(request):
+    return _error_page(
+        request, 500, "Server error", "Something went wrong on our side. It has been logged; please try again."
+    )

@@ -1,0 +1,56 @@
+from http import HTTPStatus
+
+import pytest
+
+
+@pytest.mark.django_db
+def test_home_explains_and_links_to_claim(client):
+    response = client.get("/")
+    assert response.status_code == HTTPStatus.OK
+    assert b'href="/claim/"' in response.content
+    assert b"Claim a device" in response.content
+
+
+@pytest.mark.django_db
+def test_unknown_page_is_a_friendly_404(client, settings):
+    settings.DEBUG = False
+    response = client.get("/no/such/page/")
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert b"There is nothing here" in response.content
+
+
+@pytest.mark.django_db
+def test_unknown_api_path_answers_json_404(client, settings):
+    settings.DEBUG = False
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_csp_without_inline_scripts(client):
+    response = client.get("/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert response["X-Frame-Options"] == "DENY"
+
+
+def test_branding_css_uses_the_configured_colour(client, settings):
+    settings.PORTAL_PRIMARY_COLOR = "#aa3300"
+    response = client.get("/branding.css")
+    assert response["Content-Type"].startswith("text/css")
+    assert b"--primary: #aa3300" in response.content
+
+
+def test_branding_css_ignores_a_colour_that_is_not_one(client, settings):
+    settings.PORTAL_PRIMARY_COLOR = "red; } body { display:none"
+    response = client.get("/branding.css")
+    assert b"display:none" not in response.content
+
+
+@pytest.mark.django_db
+def test_signup_page_uses_the_portal_layout(client):
+    response = client.get("/accounts/signup/")
+    assert response.status_code == HTTPStatus.OK
+    assert b"Skip to content" in response.content

@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def production_env(tmp_path, **overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_"))}
+    env.update(
+        DEBUG="False",
+        SECRET_KEY="x" * 20 + "a-long-random-production-secret-key-value",
+        SECRET_PEPPER="a-production-pepper-value",
+        FERNET_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="portal.example.com",
+        PORTAL_BASE_URL="https://portal.example.com",
+        PORTAL_VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="portal.settings",
+    )
+    env.update(overrides)
+    return env
+
+
+def manage(env, *args):
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_is_clean_in_production(tmp_path):
+    result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "SECRET_PEPPER", "FERNET_KEYS"])
+def test_production_refuses_development_secrets(tmp_path, name):
+    env = production_env(tmp_path)
+    del env[name]
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert f"{name} still has its development value" in result.stderr
+
+
+def test_bad_boolean_is_refused(tmp_path):
+    result = manage(production_env(tmp_path, DEBUG="maybe"), "check")
+    assert "DEBUG must be true or false" in result.stderr
