@@ -1,0 +1,161 @@
+"""What every HTTP benchmark shares: a PostgreSQL database, one gunicorn serving the portal and the
+baselines, wrk as the load generator, and CPU accounting of the server processes.
+
+Figures are ratios against the baselines measured in the same run; absolute numbers on these
+machines are noise.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+WRK_SCRIPT = r"""
+local lines = {}
+local i = 0
+local method = os.getenv("BENCH_METHOD") or "GET"
+local path = os.getenv("BENCH_PATH") or "/"
+local body = os.getenv("BENCH_BODY")
+local file = os.getenv("BENCH_AUTH_FILE")
+if file then for line in io.lines(file) do lines[#lines + 1] = line end end
+
+request = function()
+  local headers = {["Content-Type"] = "application/json"}
+  if #lines > 0 then
+    i = i + 1
+    headers["Authorization"] = lines[(i % #lines) + 1]
+  end
+  return wrk.format(method, path, headers, body)
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "\nBENCH_JSON {\"requests\": %d, \"duration_us\": %d, \"non2xx\": %d, \"socket_errors\": %d, " ..
+    "\"p50_ms\": %.3f, \"p99_ms\": %.3f}\n",
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_env(database_url, **extra):
+    env = {**os.environ, "DATABASE_URL": database_url, "DEBUG": "True", "LOG_LEVEL": "WARNING"}
+    env.update(extra)
+    return env
+
+
+def ensure_wrk():
+    if shutil.which("wrk"):
+        return "wrk"
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+    return "wrk"
+
+
+def create_database(admin_url, name):
+    """Drops and creates database `name` on the server of admin_url; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def manage(env, *args):
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def _cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / CLK_TCK
+
+
+class Gunicorn:
+    """gunicorn serving bench.wsgi (the portal plus the baselines) with a fixed worker count."""
+
+    def __init__(self, env, workers=2):
+        self.env = env
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "gunicorn", "bench.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--worker-class", "sync", "--log-level", "warning",
+             "--backlog", "2048"],
+            cwd=ROOT, env=self.env,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("gunicorn did not start")
+        time.sleep(1)
+        return self
+
+    def pids(self):
+        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [self.proc.pid, *map(int, children.split())]
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wrk(server, path, *, method="GET", body=None, auth_lines=None, seconds=10, connections=16, threads=2):
+    """Runs wrk against server; returns req/s, p50/p99 latency and server CPU ms per request."""
+    ensure_wrk()
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp, "bench.lua")
+        script.write_text(WRK_SCRIPT)
+        env = {**os.environ, "BENCH_METHOD": method, "BENCH_PATH": path}
+        if body is not None:
+            env["BENCH_BODY"] = body
+        if auth_lines:
+            auth = Path(tmp, "auth.txt")
+            auth.write_text("\n".join(auth_lines) + "\n")
+            env["BENCH_AUTH_FILE"] = str(auth)
+        pids = server.pids()
+        cpu_before = _cpu_seconds(pids)
+        out = subprocess.run(
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), server.url],
+            capture_output=True, text=True, env=env, check=True,
+        ).stdout
+        cpu = _cpu_seconds(pids) - cpu_before
+    line = next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))
+    result = json.loads(line.removeprefix("BENCH_JSON "))
+    requests = max(result["requests"], 1)
+    result["rps"] = round(requests / (result["duration_us"] / 1e6), 1)
+    result["cpu_ms_per_request"] = round(cpu * 1000 / requests, 3)
+    return result
