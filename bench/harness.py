@@ -57,7 +57,20 @@ def free_port():
 
 
 def bench_env(database_url, **extra):
-    env = {**os.environ, "DATABASE_URL": database_url, "DEBUG": "True", "LOG_LEVEL": "WARNING"}
+    """Production settings (DEBUG off: no query log, no debug toolbar cost) over plain http."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "False",
+        "SECRET_KEY": "bench-" + "k" * 50,
+        "SECRET_PEPPER": "bench-pepper",
+        "FERNET_KEYS": "YmVuY2gtZmVybmV0LWtleS0zMi1ieXRlcy1sb25nISE=",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "False",
+        "SESSION_COOKIE_SECURE": "False",
+        "CSRF_COOKIE_SECURE": "False",
+        "LOG_LEVEL": "WARNING",
+    }
     env.update(extra)
     return env
 
