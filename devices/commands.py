@@ -1,0 +1,213 @@
+"""Commands sent to devices: pending → delivered → succeeded | failed, or expired after their TTL.
+
+Owners (the device page) and applications (the integrator API) send them through `command_send`;
+the device protocol delivers them at check-in and acknowledges them through `command_ack`.
+Every change records a `command.updated` DeviceEvent in the same transaction.
+"""
+
+import json
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from portal.errors import Conflict, NotFound, ValidationError
+
+from .models import Command, CommandStatus, DeviceEvent, DeviceEventType
+from .outbox import event_record, events_record
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TTL = timedelta(hours=1)
+MAX_TTL = timedelta(days=7)
+MAX_PARAMS = 32
+MAX_STRING = 256
+MAX_RESULT_BYTES = 8 * 1024
+OPEN_STATUSES = (CommandStatus.PENDING, CommandStatus.DELIVERED)
+FINAL_STATUSES = (CommandStatus.SUCCEEDED, CommandStatus.FAILED)
+
+
+def command_as_device_sees_it(command: Command) -> dict:
+    return {
+        "id": str(command.id),
+        "name": command.name,
+        "params": command.params,
+        "expires_at": command.expires_at.isoformat(),
+    }
+
+
+def command_event_data(command: Command) -> dict:
+    data = {
+        "command_id": str(command.id),
+        "name": command.name,
+        "status": command.status,
+        "params": command.params,
+    }
+    if command.status in FINAL_STATUSES:
+        data["result"] = command.result
+    return data
+
+
+def _is_scalar(value) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def flat_object_errors(value, *, max_keys, what) -> list[str]:
+    """Why `value` is not a flat JSON object of scalars (empty when it is one)."""
+    if not isinstance(value, dict):
+        return [f"{what} must be a JSON object."]
+    if len(value) > max_keys:
+        return [f"{what} may hold at most {max_keys} keys."]
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or len(key) > 64:
+            return [f"{what} keys must be names of 1 to 64 characters."]
+        if not _is_scalar(item):
+            return [f"{what}[{key!r}] must be a number, a string, true, false or null, not a list or an object."]
+        if isinstance(item, str) and len(item) > MAX_STRING:
+            return [f"{what}[{key!r}] is longer than {MAX_STRING} characters."]
+    return []
+
+
+def _ttl(ttl) -> timedelta:
+    if ttl is None:
+        return DEFAULT_TTL
+    if not isinstance(ttl, timedelta):
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+            raise ValidationError("ttl must be a number of seconds.", fields={"ttl": ["Give a number of seconds."]})
+        ttl = timedelta(seconds=ttl)
+    if ttl <= timedelta(0) or ttl > MAX_TTL:
+        message = f"ttl must be between 1 second and {int(MAX_TTL.total_seconds())} seconds."
+        raise ValidationError(message, fields={"ttl": [message]})
+    return ttl
+
+
+@transaction.atomic
+def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent_by_app="") -> Command:
+    """Queues a command for `device`, delivered at its next check-in.
+
+    Rules: `name` must be one the device's product accepts; `params` a flat JSON object of scalars;
+    `ttl` (seconds or a timedelta, default 1 hour, at most 7 days) bounds how long it waits before
+    it expires. Records `command.updated` (status pending).
+    """
+    accepted = list(device.product.commands or [])
+    if name not in accepted:
+        message = f"{device.product.name} devices do not accept the command {name!r}."
+        hint = f"Choose one of: {', '.join(accepted)}." if accepted else "This product accepts no commands."
+        raise ValidationError(message, code="unknown_command", fields={"name": [f"{message} {hint}"]})
+    params = {} if params is None else params
+    if errors := flat_object_errors(params, max_keys=MAX_PARAMS, what="params"):
+        raise ValidationError(errors[0], fields={"params": errors})
+    now = timezone.now()
+    command = Command.objects.create(
+        device=device,
+        name=name,
+        params=params,
+        expires_at=now + _ttl(ttl),
+        sent_by_user=sent_by_user,
+        sent_by_app=sent_by_app or "",
+    )
+    event_record(device=device, type=DeviceEventType.COMMAND_UPDATED, data=command_event_data(command))
+    logger.info(
+        "command.sent",
+        extra={"command_id": str(command.id), "device_id": str(device.pk), "command": name, "by_app": sent_by_app},
+    )
+    return command
+
+
+def commands_open_for_device(*, device_id) -> list[Command]:
+    """Pending and delivered commands still within their TTL, oldest first (partial index
+    command_device_open)."""
+    return list(
+        Command.objects.filter(device_id=device_id, status__in=OPEN_STATUSES, expires_at__gt=timezone.now())
+        .order_by("created_at")
+        .only("id", "device_id", "name", "params", "status", "expires_at", "created_at")
+    )
+
+
+def commands_mark_delivered(*, device_id, commands) -> None:
+    """Pending → delivered for the commands a device was just handed (one UPDATE, one INSERT).
+
+    Delivered commands stay open: a device that lost the answer gets them again and acknowledges once.
+    Must run inside the caller's transaction.
+    """
+    pending = [c for c in commands if c.status == CommandStatus.PENDING]
+    if not pending:
+        return
+    Command.objects.filter(pk__in=[c.pk for c in pending], status=CommandStatus.PENDING).update(
+        status=CommandStatus.DELIVERED, updated_at=timezone.now()
+    )
+    for command in pending:
+        command.status = CommandStatus.DELIVERED
+    events_record(
+        [
+            DeviceEvent(device_id=device_id, type=DeviceEventType.COMMAND_UPDATED, data=command_event_data(c))
+            for c in pending
+        ]
+    )
+
+
+@transaction.atomic
+def command_ack(*, device, command_id, status, result=None) -> Command:
+    """The device reports the outcome of a command it was handed.
+
+    Only that device's open commands can be acknowledged; repeating the same acknowledgement is
+    harmless (firmware retries when an answer is lost); changing a final outcome is a conflict.
+    Records `command.updated`.
+    """
+    if status not in FINAL_STATUSES:
+        message = "status must be 'succeeded' or 'failed'."
+        raise ValidationError(message, fields={"status": [message]})
+    result = {} if result is None else result
+    if not isinstance(result, dict):
+        raise ValidationError("result must be a JSON object.", fields={"result": ["Give a JSON object."]})
+    if len(json.dumps(result)) > MAX_RESULT_BYTES:
+        message = f"result is larger than {MAX_RESULT_BYTES} bytes."
+        raise ValidationError(message, fields={"result": [message]})
+    # The row lock orders an acknowledgement against a concurrent expiry of the same command.
+    command = Command.objects.select_for_update().filter(pk=command_id, device_id=device.pk).first()
+    if command is None:
+        raise NotFound("No such command for this device.", code="command_not_found")
+    if command.status in FINAL_STATUSES:
+        if command.status == status:
+            return command
+        raise Conflict(f"This command already {command.status}.", code="command_final")
+    if command.status == CommandStatus.EXPIRED:
+        raise Conflict("This command expired before it was acknowledged.", code="command_expired")
+    command.status = status
+    command.result = result
+    command.save(update_fields=["status", "result", "updated_at"])
+    event_record(device=device, type=DeviceEventType.COMMAND_UPDATED, data=command_event_data(command))
+    logger.info("command.acknowledged", extra={"command_id": str(command.id), "status": status})
+    return command
+
+
+def commands_expire(*, batch_size=1000) -> int:
+    """Marks open commands past their TTL expired, a batch per transaction; returns how many.
+
+    skip_locked: a command being acknowledged right now is left for the next run.
+    """
+    total = 0
+    while True:
+        with transaction.atomic():
+            now = timezone.now()
+            batch = list(
+                Command.objects.select_for_update(skip_locked=True)
+                .filter(status__in=OPEN_STATUSES, expires_at__lte=now)
+                .order_by("expires_at")[:batch_size]
+            )
+            if not batch:
+                return total
+            Command.objects.filter(pk__in=[c.pk for c in batch]).update(status=CommandStatus.EXPIRED, updated_at=now)
+            for command in batch:
+                command.status = CommandStatus.EXPIRED
+            events_record(
+                [
+                    DeviceEvent(device_id=c.device_id, type=DeviceEventType.COMMAND_UPDATED, data=command_event_data(c))
+                    for c in batch
+                ]
+            )
+        total += len(batch)
+        logger.info("commands.expired", extra={"commands": len(batch)})
+        if len(batch) < batch_size:
+            return total
