@@ -38,3 +38,12 @@ def device_credentials_revoke(*, device: Device) -> None:
     device.token_issued_at = device.token_used_at = None
     device.certificate_pem = device.certificate_serial = ""
     logger.info("device.credentials_revoked", extra={"device_id": str(device.pk)})
+
+
+@transaction.atomic
+def device_rename(*, device: Device, name: str) -> Device:
+    """Sets the owner's nickname for the device; an empty name shows the serial instead."""
+    device.name = " ".join((name or "").split())
+    device.full_clean(validate_unique=False, validate_constraints=False)
+    device.save(update_fields=["name"])
+    return device
