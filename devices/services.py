@@ -4,6 +4,7 @@ import logging
 
 from django.db import transaction
 
+from portal.errors import ValidationError
 from portal.secrets import keyed_digest
 
 from .models import Device
@@ -43,7 +44,11 @@ def device_credentials_revoke(*, device: Device) -> None:
 @transaction.atomic
 def device_rename(*, device: Device, name: str) -> Device:
     """Sets the owner's nickname for the device; an empty name shows the serial instead."""
-    device.name = " ".join((name or "").split())
-    device.full_clean(validate_unique=False, validate_constraints=False)
+    name = " ".join((name or "").split())
+    limit = Device._meta.get_field("name").max_length
+    if len(name) > limit:
+        message = f"A name has at most {limit} characters."
+        raise ValidationError(message, fields={"name": [message]})
+    device.name = name
     device.save(update_fields=["name"])
     return device
