@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from . import outbox
+from . import commands, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -12,7 +12,10 @@ logger = logging.getLogger(__name__)
 @shared_task(name="devices.tasks.relay_outbox")
 def relay_outbox():
     """Relays unhandled DeviceEvents; after commit for fresh events, and every 30 s from beat."""
-    total = 0
-    while relayed := outbox.relay_pending():
-        total += relayed
-    return total
+    return outbox.relay_all()
+
+
+@shared_task(name="devices.tasks.expire_commands")
+def expire_commands():
+    """Marks commands past their TTL expired (every minute from beat)."""
+    return commands.commands_expire()

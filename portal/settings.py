@@ -271,6 +271,7 @@ CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "devices.tasks.relay_outbox", "schedule": 30.0},
+    "expire-commands": {"task": "devices.tasks.expire_commands", "schedule": 60.0},
     "send-due-deliveries": {"task": "apps.tasks.deliveries_send_due", "schedule": 30.0},
     "mark-stale-devices": {"task": "devices.tasks.mark_stale_devices", "schedule": 60.0},
     "prune-old-data": {"task": "devices.tasks.prune_old_data", "schedule": 24 * 3600.0},
@@ -283,6 +284,9 @@ WEBHOOK_TIMEOUT_SECONDS = envint("WEBHOOK_TIMEOUT_SECONDS", "15")
 # Device protocol
 DEVICE_POLL_BASE_SECONDS = envint("DEVICE_POLL_BASE_SECONDS", "5")
 DEVICE_CHECKIN_MAX_BYTES = 64 * 1024
+# Requests a minute on the device endpoints, per device and per client address (a factory NAT).
+DEVICE_RATE_LIMIT_PER_DEVICE = envint("DEVICE_RATE_LIMIT_PER_DEVICE", "60")
+DEVICE_RATE_LIMIT_PER_IP = envint("DEVICE_RATE_LIMIT_PER_IP", "1200")
 READING_RETENTION_DAYS = envint("READING_RETENTION_DAYS", "30")
 
 REST_FRAMEWORK = {
