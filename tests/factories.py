@@ -41,11 +41,11 @@ class ProductFactory(factory.django.DjangoModelFactory):
 class _KeepsRawSecrets:
     """Pops the raw_* declarations before the model is built and keeps them on the instance."""
 
-    raw_fields: tuple[str, ...] = ()
+    _raw_fields: tuple[str, ...] = ()
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
-        raw = {name: kwargs.pop(name, None) for name in cls.raw_fields}
+        raw = {name: kwargs.pop(name, None) for name in cls._raw_fields}
         obj = super()._create(model_class, *args, **kwargs)
         for name, value in raw.items():
             setattr(obj, name, value)
@@ -56,7 +56,7 @@ class ClaimCodeFactory(_KeepsRawSecrets, factory.django.DjangoModelFactory):
     class Meta:
         model = ClaimCode
 
-    raw_fields = ("raw_code",)
+    _raw_fields = ("raw_code",)
     raw_code = factory.LazyFunction(codes.generate)
     digest = factory.LazyAttribute(lambda o: codes.digest(o.raw_code))
     code_encrypted = factory.LazyAttribute(lambda o: encrypt(codes.normalize(o.raw_code)))
@@ -66,7 +66,7 @@ class DeviceFactory(_KeepsRawSecrets, factory.django.DjangoModelFactory):
     class Meta:
         model = Device
 
-    raw_fields = ("raw_factory_key", "raw_pin")
+    _raw_fields = ("raw_factory_key", "raw_pin")
     serial = factory.Sequence(lambda n: f"SN{n:08d}")
     product = factory.SubFactory(ProductFactory, slug="thermo", name="Thermo")
     raw_factory_key = factory.LazyFunction(random_token)
