@@ -6,4 +6,13 @@ app_name = "claiming"
 
 urlpatterns = [
     path("claim/", views.claim, name="claim"),
+    # The permanent short URL printed in every QR label: never change it.
+    path("c/<str:code>", views.qr_redirect, name="qr"),
+    path("devices/<uuid:pk>/", views.device_detail, name="device"),
+    path("devices/<uuid:pk>/reset/", views.device_reset, name="device-reset"),
+    path("devices/<uuid:pk>/transfer/", views.device_transfer, name="device-transfer"),
+    path("devices/<uuid:pk>/transfer/cancel/", views.transfer_cancel, name="transfer-cancel"),
+    path("devices/<uuid:pk>/pin/", views.device_pin, name="device-pin"),
+    path("devices/<uuid:pk>/commands/", views.device_command_send, name="device-command"),
+    path("transfer/<str:token>/", views.transfer_accept, name="transfer-accept"),
 ]

@@ -1,7 +1,100 @@
+"""The owner's device list. Every view starts from `selectors.device_list_for_owner`."""
+
+from http import HTTPStatus
+from urllib.parse import urlencode
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods
+
+from portal.errors import ApplicationError
+
+from . import selectors, services
+from .forms import DeviceRenameForm
+from .models import DeviceStatus
+
+PER_PAGE = 50
+SORT_LABELS = {
+    "serial": "Serial number",
+    "name": "Name",
+    "status": "Status",
+    "-last_seen": "Last seen (newest first)",
+    "last_seen": "Last seen (oldest first)",
+}
+
+
+def _page_number(value):
+    try:
+        return max(int(value), 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 @login_required
+@require_GET
 def device_list(request):
-    return render(request, "devices/list.html")
+    """The owner's devices: filter by status, sort, page; a fixed number of queries at any size."""
+    status = request.GET.get("status", "")
+    if status not in DeviceStatus.values:
+        status = ""
+    sort = request.GET.get("sort", "serial")
+    if sort not in selectors.DEVICE_SORTS:
+        sort = "serial"
+    page = _page_number(request.GET.get("page"))
+    devices, has_next = selectors.device_page_for_owner(
+        request.user, status=status or None, sort=sort, page=page, per_page=PER_PAGE
+    )
+    counts = selectors.device_status_counts_for_owner(request.user)
+    total = sum(counts.values())
+
+    def link(**changes):
+        params = {"status": status, "sort": sort if sort != "serial" else "", "page": ""}
+        params.update(changes)
+        query = urlencode({key: value for key, value in params.items() if value})
+        return reverse("devices:list") + (f"?{query}" if query else "")
+
+    context = {
+        "devices": devices,
+        "status": status,
+        "sort": sort,
+        "sort_labels": SORT_LABELS,
+        "page": page,
+        "prev_url": link(page=page - 1 if page > 2 else "") if page > 1 else None,
+        "next_url": link(page=page + 1) if has_next else None,
+        "first_index": (page - 1) * PER_PAGE + 1,
+        "total": total,
+        "filters": [
+            {"value": "", "label": "All", "count": total, "url": link(status="")},
+            *(
+                {"value": value, "label": label, "count": counts[value], "url": link(status=value)}
+                for value, label in DeviceStatus.choices
+            ),
+        ],
+        "here": request.get_full_path(),
+    }
+    return render(request, "devices/list.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def device_rename(request, pk):
+    device = selectors.device_get_for_owner(request.user, pk)
+    form = DeviceRenameForm(request.POST or None, initial={"name": device.name})
+    back = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = ""
+    status = HTTPStatus.OK
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.device_rename(device=device, name=form.cleaned_data["name"])
+            except ApplicationError as exc:
+                form.add_error("name", exc.message)
+            else:
+                messages.success(request, f"Renamed to {device.display_name}.")
+                return redirect(back or reverse("claiming:device", args=[device.pk]))
+        status = HTTPStatus.BAD_REQUEST
+    return render(request, "devices/rename.html", {"device": device, "form": form, "next": back}, status=status)

@@ -1,0 +1,75 @@
+"""Server-rendered charts: a device's recent numeric values as SVG polylines, no JavaScript needed."""
+
+import math
+from dataclasses import dataclass
+
+WIDTH = 600
+HEIGHT = 160
+PAD_X = 4
+PAD_Y = 10
+MAX_SERIES = 6
+
+
+@dataclass
+class Series:
+    key: str
+    points: str  # SVG polyline points, in the WIDTH x HEIGHT viewBox
+    dots: list[tuple[float, float]]  # the last point, drawn as a marker
+    minimum: float
+    maximum: float
+    latest: float
+    count: int
+
+
+def _number(value):
+    # bool is an int in Python, but a switch is not a quantity worth a line.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def series_from_readings(readings) -> list[Series]:
+    """One series per numeric key found in the readings (oldest first), at most MAX_SERIES."""
+    if len(readings) < 2:
+        return []
+    keys = []
+    for reading in reversed(readings):  # the newest readings decide which keys matter now
+        for key, value in (reading.values or {}).items():
+            if key not in keys and _number(value) is not None:
+                keys.append(key)
+    keys = sorted(keys)[:MAX_SERIES]
+    start = readings[0].recorded_at.timestamp()
+    span = max(readings[-1].recorded_at.timestamp() - start, 1.0)
+    result = []
+    for key in keys:
+        samples = [
+            (reading.recorded_at.timestamp(), number)
+            for reading in readings
+            if (number := _number((reading.values or {}).get(key))) is not None
+        ]
+        if len(samples) < 2:
+            continue
+        low = min(value for _, value in samples)
+        high = max(value for _, value in samples)
+        spread = (high - low) or 1.0
+        coords = [
+            (
+                round(PAD_X + (t - start) / span * (WIDTH - 2 * PAD_X), 1),
+                round(HEIGHT - PAD_Y - (value - low) / spread * (HEIGHT - 2 * PAD_Y), 1),
+            )
+            for t, value in samples
+        ]
+        result.append(
+            Series(
+                key=key,
+                points=" ".join(f"{x},{y}" for x, y in coords),
+                dots=[coords[-1]],
+                minimum=low,
+                maximum=high,
+                latest=samples[-1][1],
+                count=len(samples),
+            )
+        )
+    return result

@@ -1,0 +1,135 @@
+import json
+
+from django import forms
+
+from devices import codes
+
+from .services import PIN_MAX_LENGTH, PIN_MIN_LENGTH
+
+
+class SerialsField(forms.MultipleChoiceField):
+    """The serials ticked on a batch code; the claim service checks the code covers them."""
+
+    def valid_value(self, value):
+        return True
+
+
+class ApplicationChoiceMixin:
+    """An optional "link to this application" choice, offered from the owner's applications."""
+
+    def _set_applications(self, applications):
+        self.applications = {app.app_id: app for app in applications}
+        self.fields["application"].choices = [("", "No application for now")] + [
+            (app.app_id, f"{app.name} (managed)" if app.managed else app.name) for app in applications
+        ]
+        if not applications:
+            self.fields["application"].widget = forms.HiddenInput()
+
+    def clean_application(self):
+        app_id = self.cleaned_data.get("application")
+        return self.applications.get(app_id) if app_id else None
+
+
+class ClaimCodeForm(ApplicationChoiceMixin, forms.Form):
+    method = forms.CharField(widget=forms.HiddenInput, initial="code")
+    code = forms.CharField(
+        label="Claim code",
+        max_length=64,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "autocapitalize": "characters",
+                "spellcheck": "false",
+                "placeholder": "XXXXX-XXXXX",
+                "class": "mono",
+            }
+        ),
+        help_text="Printed on the label, under the QR code. Spaces, dashes and case do not matter.",
+    )
+    serials = SerialsField(label="Devices to claim", required=False, widget=forms.CheckboxSelectMultiple)
+    # Set once the devices of a batch code were shown: from then on, an empty choice is a mistake.
+    picked = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    application = forms.ChoiceField(label="Link to an application", required=False, choices=())
+
+    def __init__(self, *args, applications=(), devices=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._set_applications(list(applications))
+        self.set_devices(devices)
+
+    def set_devices(self, devices):
+        """The unowned devices a batch code covers, offered as checkboxes (all ticked)."""
+        self.devices = list(devices)
+        self.fields["serials"].choices = [(d.serial, d.serial) for d in self.devices]
+        self.fields["serials"].initial = [d.serial for d in self.devices]
+
+    def clean_code(self):
+        code = self.cleaned_data["code"]
+        if not codes.normalize(code):
+            raise forms.ValidationError("Enter the claim code printed on the label.")
+        return code
+
+
+class ClaimPinForm(ApplicationChoiceMixin, forms.Form):
+    method = forms.CharField(widget=forms.HiddenInput, initial="pin")
+    serial = forms.CharField(
+        label="Serial number",
+        max_length=64,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
+    )
+    pin = forms.CharField(
+        label="PIN",
+        max_length=PIN_MAX_LENGTH,
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+    )
+    application = forms.ChoiceField(label="Link to an application", required=False, choices=())
+
+    def __init__(self, *args, applications=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._set_applications(list(applications))
+
+
+class TransferForm(forms.Form):
+    to_email = forms.EmailField(
+        label="New owner's email address",
+        widget=forms.EmailInput(attrs={"autocomplete": "off", "placeholder": "name@example.com"}),
+    )
+
+
+class PinSettingsForm(forms.Form):
+    pin = forms.CharField(
+        label="New PIN",
+        required=False,
+        min_length=PIN_MIN_LENGTH,
+        max_length=PIN_MAX_LENGTH,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
+        help_text=f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits. Leave empty to keep the current PIN.",
+    )
+    claimable = forms.BooleanField(
+        label="Anyone with the serial number and this PIN may claim the device",
+        required=False,
+    )
+
+
+class CommandForm(forms.Form):
+    name = forms.ChoiceField(label="Command", choices=())
+    params = forms.CharField(
+        label="Parameters (JSON object)",
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": '{"seconds": 30}', "class": "mono", "spellcheck": "false"}),
+    )
+
+    def __init__(self, *args, device, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].choices = [(name, name) for name in (device.product.commands or [])]
+
+    def clean_params(self):
+        raw = self.cleaned_data.get("params", "").strip()
+        if not raw:
+            return {}
+        try:
+            params = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError('Write the parameters as a JSON object, for example {"seconds": 30}.') from None
+        if not isinstance(params, dict):
+            raise forms.ValidationError('Write the parameters as a JSON object, for example {"seconds": 30}.')
+        return params

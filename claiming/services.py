@@ -1,0 +1,561 @@
+"""Ownership: claiming by code or by serial + PIN, release, pre-claim, PIN settings and transfers.
+
+The owner's forms, the Django admin and the integrator API all call these functions, so the rules,
+the limits on guessing and the audit trail live here and nowhere else. Every change of owner writes
+an OwnershipEvent and a DeviceEvent (`device.claimed` / `device.released`) in its transaction.
+"""
+
+import contextlib
+import hmac
+import logging
+import time
+from datetime import timedelta
+from http import HTTPStatus
+
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.core.cache import cache
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from apps import services as app_services
+from devices import codes
+from devices.models import ClaimCode, Device, DeviceEvent, DeviceEventType
+from devices.outbox import events_record
+from devices.services import device_credentials_revoke, pin_digest
+from portal import ratelimit
+from portal.errors import ApplicationError, Conflict, NotFound, Throttled, ValidationError
+from portal.secrets import keyed_digest, random_token
+
+from .models import OwnershipEvent, OwnershipEventKind, Transfer
+
+logger = logging.getLogger(__name__)
+
+# Failed guesses (wrong code, unknown serial, wrong PIN) allowed per window before HTTP 429.
+FAILURES_PER_USER = (10, 15 * 60)
+FAILURES_PER_IP = (30, 15 * 60)
+# A serial whose PIN fails this often in the window is locked for PIN claims for LOCK_SECONDS.
+# Counted by serial, not by device, so an unknown serial locks the same way and nothing leaks.
+PIN_FAILURES_PER_SERIAL = (10, 60 * 60)
+PIN_LOCK_SECONDS = 60 * 60
+
+PIN_MIN_LENGTH = 4
+PIN_MAX_LENGTH = 32
+TRANSFER_DAYS = 7
+TRANSFER_PURPOSE = "transfer"
+
+# One wording for a wrong code, an unknown serial and a wrong PIN: nothing tells which one it was.
+INVALID_MESSAGE = (
+    "That code, serial number or PIN does not match a device you can claim. Check the label and try again."
+)
+ALREADY_CLAIMED_MESSAGE = (
+    "This device has already been claimed. If it is yours, ask its current owner to reset or transfer it."
+)
+
+
+class ClaimError(ApplicationError):
+    code = "claim_invalid"
+    message = INVALID_MESSAGE
+
+
+class AlreadyClaimed(ClaimError, Conflict):
+    code = "already_claimed"
+    status = Conflict.status
+    message = ALREADY_CLAIMED_MESSAGE
+
+
+class EmailNotVerified(ApplicationError):
+    code = "email_unverified"
+    status = HTTPStatus.FORBIDDEN
+    message = "Verify your email address before claiming a device. Check your inbox for the link we sent."
+
+
+def _links_remove(*, device, actor):  # TEMP until apps.services.device_links_remove lands
+    if hasattr(app_services, "device_links_remove"):
+        app_services.device_links_remove(device=device, actor=actor)
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+
+def _limit_keys(*, user, ip):
+    keys = []
+    if user is not None:
+        keys.append(("claim-fail-user", str(user.pk), FAILURES_PER_USER))
+    if ip:
+        keys.append(("claim-fail-ip", ip, FAILURES_PER_IP))
+    return keys
+
+
+def _limits_check(*, user, ip):
+    for scope, ident, (limit, window) in _limit_keys(user=user, ip=ip):
+        ratelimit.check(scope, ident, limit=limit, window=window)
+
+
+def _failure_count(*, user, ip, reason):
+    logger.warning("claim.rejected", extra={"reason": reason, "user_id": getattr(user, "pk", None)})
+    for scope, ident, (limit, window) in _limit_keys(user=user, ip=ip):
+        # This attempt is answered as the failure it was; the next one meets the limit.
+        with contextlib.suppress(Throttled):
+            ratelimit.hit(scope, ident, limit=limit, window=window)
+
+
+def _serial_key(serial):
+    # Serials may hold characters a cache key must not; a digest also keeps them out of Redis.
+    return keyed_digest(serial, purpose="claim-serial")[:32]
+
+
+def _pin_lock_key(serial):
+    return f"claim:pin-lock:{_serial_key(serial)}"
+
+
+def _pin_lock_check(serial):
+    # The value is the lock's end, so the check follows the clock even where the cache's own expiry
+    # (Redis TTLs) would not.
+    locked_until = cache.get(_pin_lock_key(serial))
+    if locked_until and locked_until > time.time():
+        raise Throttled(
+            "Too many wrong PINs were tried for this serial number. PIN claiming is paused for an hour.",
+            retry_after=PIN_LOCK_SECONDS,
+        )
+
+
+def _pin_failure_count(serial):
+    limit, window = PIN_FAILURES_PER_SERIAL
+    try:
+        ratelimit.hit("claim-pin-serial", _serial_key(serial), limit=limit - 1, window=window)
+    except Throttled:
+        cache.set(_pin_lock_key(serial), time.time() + PIN_LOCK_SECONDS, timeout=PIN_LOCK_SECONDS)
+        logger.warning("claim.pin_locked", extra={"serial_key": _serial_key(serial)[:8]})
+
+
+def pin_lock_clear(*, serial: str) -> None:
+    """Lifts a PIN lock: the owner has just chosen a new PIN, so earlier guesses are moot."""
+    cache.delete(_pin_lock_key(serial))
+    ratelimit.reset("claim-pin-serial", _serial_key(serial), window=PIN_FAILURES_PER_SERIAL[1])
+
+
+def _require_verified_email(user):
+    if not EmailAddress.objects.filter(user=user, verified=True).exists():
+        raise EmailNotVerified()
+
+
+# --- claim -------------------------------------------------------------------------------------
+
+
+def claim_code_lookup(*, user, code: str, ip) -> tuple[ClaimCode, list[Device]]:
+    """Finds a claim code and the devices it covers, counting a miss as a failed guess.
+
+    Used by the claim form to list a batch code's devices before the owner picks them. Raises
+    ClaimError (same wording as every miss), Throttled past the limits.
+    """
+    _limits_check(user=user, ip=ip)
+    normal = codes.normalize(code)
+    claim_code = ClaimCode.objects.filter(digest=codes.digest(normal)).first() if normal else None
+    if claim_code is None:
+        _failure_count(user=user, ip=ip, reason="unknown_code")
+        raise ClaimError()
+    if claim_code.expires_at and claim_code.expires_at <= timezone.now():
+        raise ClaimError("This code has expired. Ask the seller for a new one.", code="claim_code_expired")
+    devices = list(claim_code.devices.select_related("product").order_by("serial"))
+    return claim_code, devices
+
+
+def _claim(*, user, candidates, via, application, ip, actor=None, kind=OwnershipEventKind.CLAIMED, detail=""):
+    """Gives every still-unowned device of `candidates` to `user`; returns the ones this call won.
+
+    One conditional UPDATE (owner IS NULL) decides: when two requests race, the database lets
+    exactly one of them change each row. Stamping owned_since with this call's own timestamp tells
+    the rows this call changed apart from the ones someone else won in between.
+    """
+    now = timezone.now()
+    ids = [device.pk for device in candidates]
+    Device.objects.filter(pk__in=ids, owner__isnull=True).update(owner=user, owned_since=now)
+    won = list(
+        Device.objects.filter(pk__in=ids, owner=user, owned_since=now).select_related("product").order_by("serial")
+    )
+    if not won:
+        return []
+    OwnershipEvent.objects.bulk_create(
+        [
+            OwnershipEvent(
+                device=device,
+                kind=kind,
+                actor=actor or user,
+                owner=user,
+                ip=ip,
+                detail=detail or f"Claimed with {via}",
+            )
+            for device in won
+        ]
+    )
+    data = {"via": via}
+    if application is not None:
+        data["application_id"] = application.app_id
+    events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data) for device in won])
+    if application is not None:
+        for device in won:
+            app_services.device_link(device=device, application=application, actor=user)
+    logger.info("claim.claimed", extra={"user_id": user.pk, "devices": len(won), "via": via})
+    return won
+
+
+@transaction.atomic
+def device_claim_by_code(*, user, code: str, serials=None, application=None, ip) -> list[Device]:
+    """Claims the unowned devices a claim code covers: those named in `serials`, or all of them.
+
+    Rules: verified email; failed guesses limited per user and per IP (Throttled, 429); a wrong
+    code gets the same message as a wrong PIN; a code whose devices are all owned is "already
+    claimed" (409); serials the code does not cover are refused.
+    """
+    _require_verified_email(user)
+    _claim_code, devices = claim_code_lookup(user=user, code=code, ip=ip)
+    if serials:
+        wanted = {serial.strip() for serial in serials if serial and serial.strip()}
+        covered = {device.serial for device in devices}
+        if not wanted <= covered:
+            raise ClaimError(
+                "Some of the chosen serial numbers are not covered by this code.",
+                code="claim_serial_not_covered",
+                fields={"serials": ["Not covered by this code."]},
+            )
+        devices = [device for device in devices if device.serial in wanted]
+    if not devices:
+        # A code that covers nothing (its devices were deleted) is no better than a wrong one.
+        raise ClaimError()
+    unowned = [device for device in devices if device.owner_id is None]
+    if not unowned and all(device.owner_id == user.pk for device in devices):
+        raise Conflict("You already own the devices this code covers.", code="already_yours")
+    won = _claim(user=user, candidates=unowned, via="code", application=application, ip=ip)
+    if not won:
+        raise AlreadyClaimed()
+    return won
+
+
+@transaction.atomic
+def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) -> Device:
+    """Claims one device by its serial number and PIN (seed 002).
+
+    Only a `claimable` device with a PIN can be claimed; success turns `claimable` off. When the
+    owner turned claiming back on with a new PIN, the device is handed over: the previous owner's
+    links and credentials go, as on a release. Failures count per user, per IP and per serial;
+    a serial with 10 wrong PINs in an hour is locked for PIN claims for an hour.
+    """
+    _require_verified_email(user)
+    _limits_check(user=user, ip=ip)
+    serial = (serial or "").strip()
+    pin = (pin or "").strip()
+    if not serial or not pin:
+        raise ClaimError()
+    _pin_lock_check(serial)
+    device = Device.objects.select_related("product").filter(serial=serial).first()
+    # The digest is computed even for an unknown serial so both paths take the same time.
+    offered = pin_digest(pin)
+    pin_ok = device is not None and bool(device.pin_digest) and hmac.compare_digest(offered, device.pin_digest)
+    if not pin_ok:
+        _failure_count(user=user, ip=ip, reason="unknown_serial" if device is None else "wrong_pin")
+        _pin_failure_count(serial)
+        raise ClaimError()
+    if device.owner_id == user.pk:
+        raise Conflict("You already own this device.", code="already_yours")
+    if not device.claimable:
+        if device.owner_id is not None:
+            raise AlreadyClaimed()
+        _failure_count(user=user, ip=ip, reason="not_claimable")
+        raise ClaimError()
+    previous_owner_id = device.owner_id
+    now = timezone.now()
+    # Conditional on the state just read: a concurrent claim or PIN change makes this a no-op.
+    changed = Device.objects.filter(
+        pk=device.pk, owner_id=previous_owner_id, claimable=True, pin_digest=device.pin_digest
+    ).update(owner=user, owned_since=now, claimable=False)
+    if changed != 1:
+        raise AlreadyClaimed()
+    if previous_owner_id is not None:
+        _handover_cleanup(device=device, actor=user, previous_owner_id=previous_owner_id, ip=ip)
+    device.owner, device.owned_since, device.claimable = user, now, False
+    OwnershipEvent.objects.create(
+        device=device, kind=OwnershipEventKind.CLAIMED, actor=user, owner=user, ip=ip, detail="Claimed with PIN"
+    )
+    data = {"via": "pin"}
+    if application is not None:
+        data["application_id"] = application.app_id
+    events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data)])
+    if application is not None:
+        app_services.device_link(device=device, application=application, actor=user)
+    logger.info("claim.claimed", extra={"user_id": user.pk, "devices": 1, "via": "pin"})
+    return device
+
+
+def _handover_cleanup(*, device, actor, previous_owner_id, ip):
+    """What a change of owner takes away from the previous one: open offers, links, credentials."""
+    Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
+        cancelled_at=timezone.now()
+    )
+    events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "new_owner"})])
+    _links_remove(device=device, actor=actor)
+    device_credentials_revoke(device=device)
+
+
+# --- release -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def device_release(*, device: Device, actor, ip) -> Device:
+    """Resets ownership (seed 000): no owner, no app links, credentials revoked, open transfer
+    offers cancelled. The claim code stays valid so the next owner can use the same label."""
+    previous_owner_id = device.owner_id
+    if previous_owner_id is None:
+        raise Conflict("This device has no owner.", code="not_owned")
+    changed = Device.objects.filter(pk=device.pk, owner_id=previous_owner_id).update(owner=None, owned_since=None)
+    if changed != 1:
+        raise Conflict("The device's owner changed meanwhile. Reload the page.", code="owner_changed")
+    Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
+        cancelled_at=timezone.now()
+    )
+    device.owner, device.owned_since = None, None
+    OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
+    # Recorded before the links go, so the release is the last thing linked applications hear.
+    events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "reset"})])
+    _links_remove(device=device, actor=actor)
+    device_credentials_revoke(device=device)
+    logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
+    return device
+
+
+# --- pre-claim ---------------------------------------------------------------------------------
+
+
+def _verified_user_for(email):
+    address = (
+        EmailAddress.objects.filter(email__iexact=email, verified=True).select_related("user").order_by("pk").first()
+    )
+    return address.user if address else None
+
+
+@transaction.atomic
+def device_preclaim(*, devices, email: str, actor) -> dict:
+    """An OEM admin assigns unowned devices to the person with `email`.
+
+    With a verified account for that address the devices are theirs at once; otherwise the address
+    is kept on the device and applied when someone verifies it (see `device_preclaims_apply`).
+    Owned devices are skipped. Returns counts: {"claimed", "pending", "skipped"}.
+    """
+    email = (email or "").strip()
+    if "@" not in email:
+        raise ValidationError("Enter a valid email address.", fields={"email": ["Enter a valid email address."]})
+    devices = list(devices)
+    unowned = [device for device in devices if device.owner_id is None]
+    skipped = len(devices) - len(unowned)
+    user = _verified_user_for(email)
+    if user is not None:
+        won = _claim(
+            user=user,
+            candidates=unowned,
+            via="preclaim",
+            application=None,
+            ip=None,
+            actor=actor,
+            kind=OwnershipEventKind.PRE_CLAIMED,
+            detail=f"Pre-claimed for {email}",
+        )
+        result = {"claimed": len(won), "pending": 0, "skipped": skipped + len(unowned) - len(won)}
+    else:
+        pending = Device.objects.filter(pk__in=[d.pk for d in unowned], owner__isnull=True)
+        count = pending.update(preclaim_email=email.lower())
+        OwnershipEvent.objects.bulk_create(
+            [
+                OwnershipEvent(
+                    device=device,
+                    kind=OwnershipEventKind.PRE_CLAIMED,
+                    actor=actor,
+                    owner=None,
+                    detail=f"Waiting for {email.lower()} to sign up",
+                )
+                for device in unowned
+            ]
+        )
+        result = {"claimed": 0, "pending": count, "skipped": skipped + len(unowned) - count}
+    logger.info("claim.preclaimed", extra={"actor_id": getattr(actor, "pk", None), **result})
+    return result
+
+
+@transaction.atomic
+def device_preclaims_apply(*, user, email: str) -> list[Device]:
+    """Gives `user` the devices pre-claimed for `email`, once that address is verified.
+
+    Called from allauth's email_confirmed signal. Devices someone else claimed meanwhile stay theirs.
+    """
+    candidates = list(Device.objects.filter(preclaim_email=email.lower(), owner__isnull=True))
+    if not candidates:
+        return []
+    won = _claim(
+        user=user, candidates=candidates, via="preclaim", application=None, ip=None, detail=f"Pre-claimed for {email}"
+    )
+    Device.objects.filter(pk__in=[d.pk for d in won]).update(preclaim_email="")
+    return won
+
+
+# --- PIN settings ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, ip) -> Device:
+    """The owner sets a new PIN and/or turns PIN claiming on or off (seed 002).
+
+    Turning claiming on hands the device to whoever enters serial + PIN next, so it needs a PIN:
+    a new one, or the one already set. A new PIN lifts any lock from earlier wrong guesses.
+    """
+    pin = (pin or "").strip()
+    if pin and not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isalnum() and pin.isascii()):
+        message = f"A PIN is {PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits."
+        raise ValidationError(message, fields={"pin": [message]})
+    if claimable and not pin and not device.pin_digest:
+        message = "Set a PIN to turn PIN claiming on."
+        raise ValidationError(message, fields={"pin": [message]})
+    update = {"claimable": claimable}
+    if pin:
+        update["pin_digest"] = pin_digest(pin)
+    Device.objects.filter(pk=device.pk).update(**update)
+    for field, value in update.items():
+        setattr(device, field, value)
+    changes = (["new PIN"] if pin else []) + ["claiming on" if claimable else "claiming off"]
+    OwnershipEvent.objects.create(
+        device=device,
+        kind=OwnershipEventKind.PIN_CHANGED,
+        actor=actor,
+        owner=device.owner,
+        ip=ip,
+        detail=", ".join(changes).capitalize(),
+    )
+    if pin:
+        pin_lock_clear(serial=device.serial)
+    logger.info("claim.pin_changed", extra={"device_id": str(device.pk), "claimable": claimable})
+    return device
+
+
+# --- transfer ----------------------------------------------------------------------------------
+
+
+def transfer_token_digest(token: str) -> str:
+    return keyed_digest(token, purpose=TRANSFER_PURPOSE)
+
+
+
+@transaction.atomic
+def transfer_offer(*, device: Device, to_email: str, actor, ip) -> tuple[Transfer, str]:
+    """The owner offers the device to the person at `to_email`, who gets a link valid 7 days.
+
+    Returns the offer and the raw token (only its digest is stored). A new offer replaces an open one.
+    """
+    to_email = (to_email or "").strip().lower()
+    if "@" not in to_email:
+        raise ValidationError("Enter a valid email address.", fields={"to_email": ["Enter a valid email address."]})
+    if device.owner_id != actor.pk:
+        raise NotFound()
+    if EmailAddress.objects.filter(user=actor, email__iexact=to_email).exists():
+        message = "That is your own address. Enter the address of the person who should own the device."
+        raise ValidationError(message, fields={"to_email": [message]})
+    now = timezone.now()
+    Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
+        cancelled_at=now
+    )
+    token = random_token()
+    transfer = Transfer.objects.create(
+        device=device,
+        from_user=actor,
+        to_email=to_email,
+        token_digest=transfer_token_digest(token),
+        expires_at=now + timedelta(days=TRANSFER_DAYS),
+    )
+    url = settings.PORTAL_BASE_URL + reverse("claiming:transfer-accept", args=[token])
+    context = {
+        "transfer": transfer,
+        "device": device,
+        "url": url,
+        "from_email": actor.email,
+        "days": TRANSFER_DAYS,
+        "portal_name": settings.PORTAL_NAME,
+    }
+    subject = render_to_string("claiming/emails/transfer_offer_subject.txt", context).strip()
+    body = render_to_string("claiming/emails/transfer_offer.txt", context)
+    transaction.on_commit(lambda: send_mail(subject, body, None, [to_email]))
+    logger.info("transfer.offered", extra={"device_id": str(device.pk), "transfer_id": transfer.pk})
+    return transfer, token
+
+
+def transfer_get_by_token(*, token: str) -> Transfer:
+    """The open, unexpired offer behind an emailed link, or NotFound/ValidationError."""
+    transfer = (
+        Transfer.objects.select_related("device", "device__product", "from_user")
+        .filter(token_digest=transfer_token_digest(token or ""))
+        .first()
+    )
+    if transfer is None or transfer.cancelled_at is not None:
+        raise NotFound("This transfer link is not valid any more. Ask the owner to send a new one.")
+    if transfer.accepted_at is not None:
+        raise Conflict("This transfer has already been accepted.", code="transfer_accepted")
+    if transfer.expires_at <= timezone.now():
+        raise ValidationError(
+            "This transfer link has expired. Ask the owner to send a new one.", code="transfer_expired"
+        )
+    return transfer
+
+
+@transaction.atomic
+def transfer_accept(*, token: str, user, ip) -> Device:
+    """The recipient accepts: the device moves to them at once and the previous owner loses access,
+    its links and credentials. Only an account with the offered address, verified, may accept."""
+    transfer = transfer_get_by_token(token=token)
+    _require_verified_email(user)
+    if not EmailAddress.objects.filter(user=user, email__iexact=transfer.to_email, verified=True).exists():
+        raise ApplicationError(
+            f"This transfer was offered to {transfer.to_email}. Log in with that address to accept it.",
+            code="transfer_wrong_account",
+            status=HTTPStatus.FORBIDDEN,
+        )
+    device = transfer.device
+    now = timezone.now()
+    # Both conditional: the offer must still be open and the device still the offerer's.
+    taken = Transfer.objects.filter(pk=transfer.pk, accepted_at__isnull=True, cancelled_at__isnull=True).update(
+        accepted_at=now, accepted_by=user
+    )
+    moved = Device.objects.filter(pk=device.pk, owner_id=transfer.from_user_id).update(
+        owner=user, owned_since=now, preclaim_email=""
+    )
+    if taken != 1 or moved != 1:
+        raise Conflict("This device is no longer available for transfer.", code="transfer_stale")
+    events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "transfer"})])
+    _links_remove(device=device, actor=transfer.from_user)
+    device_credentials_revoke(device=device)
+    device.owner, device.owned_since = user, now
+    OwnershipEvent.objects.create(
+        device=device,
+        kind=OwnershipEventKind.TRANSFERRED,
+        actor=user,
+        owner=user,
+        ip=ip,
+        detail="Transfer accepted",
+    )
+    events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data={"via": "transfer"})])
+    logger.info("transfer.accepted", extra={"device_id": str(device.pk), "transfer_id": transfer.pk})
+    return device
+
+
+@transaction.atomic
+def transfer_cancel(*, transfer: Transfer, actor, ip) -> Transfer:
+    """The owner withdraws an open offer; its link stops working at once."""
+    if transfer.from_user_id != actor.pk:
+        raise NotFound()
+    changed = Transfer.objects.filter(pk=transfer.pk, accepted_at__isnull=True, cancelled_at__isnull=True).update(
+        cancelled_at=timezone.now()
+    )
+    if changed != 1:
+        raise Conflict("This transfer is no longer open.", code="transfer_closed")
+    transfer.refresh_from_db()
+    logger.info("transfer.cancelled", extra={"transfer_id": transfer.pk, "ip_known": bool(ip)})
+    return transfer
+

@@ -1,0 +1,8 @@
+"""Receivers of other apps' signals; each one hands over to a service."""
+
+from . import services
+
+
+def preclaims_apply_on_email_confirmed(sender, request, email_address, **kwargs):
+    """Devices an OEM admin pre-claimed for this address become its owner's once it is verified."""
+    services.device_preclaims_apply(user=email_address.user, email=email_address.email)

@@ -1,0 +1,379 @@
+"""The ownership services: every claim rule, as the owner's form, the admin and the API see it."""
+
+from http import HTTPStatus
+
+import pytest
+from allauth.account.models import EmailAddress
+
+from claiming import services
+from claiming.models import OwnershipEvent, OwnershipEventKind
+from claiming.services import AlreadyClaimed, ClaimError, EmailNotVerified
+from devices.models import Device, DeviceEvent, DeviceEventType
+from devices.services import token_digest
+from portal.errors import Conflict, Throttled, ValidationError
+from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+IP = "198.51.100.7"
+
+
+@pytest.fixture
+def code():
+    return ClaimCodeFactory()
+
+
+@pytest.fixture
+def coded_device(code):
+    return DeviceFactory(claim_code=code)
+
+
+def claim_code(user, code, **kwargs):
+    return services.device_claim_by_code(user=user, code=code, ip=kwargs.pop("ip", IP), **kwargs)
+
+
+# --- claim by code ---
+
+
+def test_claim_by_code_makes_the_user_the_owner(owner, coded_device, code):
+    devices = claim_code(owner, code.raw_code)
+    coded_device.refresh_from_db()
+    assert devices == [coded_device]
+    assert coded_device.owner == owner
+    assert coded_device.owned_since is not None
+
+
+def test_claim_writes_an_ownership_event_and_a_device_event(owner, coded_device, code):
+    claim_code(owner, code.raw_code)
+    event = OwnershipEvent.objects.get(device=coded_device)
+    assert (event.kind, event.actor, event.owner, event.ip) == (OwnershipEventKind.CLAIMED, owner, owner, IP)
+    assert DeviceEvent.objects.filter(device=coded_device, type=DeviceEventType.CLAIMED).count() == 1
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        lambda c: c.lower(),
+        lambda c: f"{c[:5]}-{c[5:]}",
+        lambda c: f"  {c[:3]} {c[3:7]} {c[7:]} ",
+        lambda c: c.replace("0", "O").replace("1", "l"),
+    ],
+    ids=["lowercase", "hyphen", "spaces", "O-for-0-and-l-for-1"],
+)
+def test_code_is_normalised_before_lookup(owner, typed):
+    code = ClaimCodeFactory(raw_code="0123456789")
+    device = DeviceFactory(claim_code=code)
+    assert claim_code(owner, typed("0123456789")) == [device]
+
+
+def test_batch_code_claims_every_unowned_device_when_none_named(owner, code):
+    batch = [DeviceFactory(claim_code=code) for _ in range(3)]
+    taken = DeviceFactory(claim_code=code, owner=UserFactory())
+    claimed = claim_code(owner, code.raw_code)
+    assert {d.pk for d in claimed} == {d.pk for d in batch}
+    taken.refresh_from_db()
+    assert taken.owner != owner
+
+
+def test_batch_code_claims_only_the_named_serials(owner, code):
+    first, second, third = (DeviceFactory(claim_code=code) for _ in range(3))
+    claimed = claim_code(owner, code.raw_code, serials=[first.serial, third.serial])
+    assert {d.serial for d in claimed} == {first.serial, third.serial}
+    assert Device.objects.get(pk=second.pk).owner is None
+
+
+def test_serial_not_covered_by_the_code_is_refused(owner, code, coded_device):
+    stranger = DeviceFactory()
+    with pytest.raises(ClaimError) as caught:
+        claim_code(owner, code.raw_code, serials=[stranger.serial])
+    assert caught.value.code == "claim_serial_not_covered"
+    assert Device.objects.get(pk=stranger.pk).owner is None
+
+
+def test_owned_device_answers_already_claimed(owner, other_owner, code):
+    DeviceFactory(claim_code=code, owner=other_owner)
+    with pytest.raises(AlreadyClaimed) as caught:
+        claim_code(owner, code.raw_code)
+    assert caught.value.status == HTTPStatus.CONFLICT
+
+
+def test_own_device_answers_already_yours(owner, code):
+    DeviceFactory(claim_code=code, owner=owner)
+    with pytest.raises(Conflict) as caught:
+        claim_code(owner, code.raw_code)
+    assert caught.value.code == "already_yours"
+
+
+def test_expired_code_says_so(owner, code, coded_device):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    code.expires_at = timezone.now() - timedelta(minutes=1)
+    code.save()
+    with pytest.raises(ClaimError) as caught:
+        claim_code(owner, code.raw_code)
+    assert caught.value.code == "claim_code_expired"
+
+
+def test_unverified_email_cannot_claim(coded_device, code):
+    user = UserFactory(verified=False)
+    with pytest.raises(EmailNotVerified):
+        claim_code(user, code.raw_code)
+    assert Device.objects.get(pk=coded_device.pk).owner is None
+
+
+def test_claim_code_stays_valid_after_reset(owner, other_owner, coded_device, code):
+    claim_code(owner, code.raw_code)
+    coded_device.refresh_from_db()
+    services.device_release(device=coded_device, actor=owner, ip=IP)
+    assert claim_code(other_owner, code.raw_code)[0].owner == other_owner
+
+
+# --- the same message ---
+
+
+def test_wrong_code_unknown_serial_and_wrong_pin_read_the_same(owner):
+    DeviceFactory(serial="PIN-1", raw_pin="2468")
+    messages = []
+    for attempt in (
+        lambda: claim_code(owner, "ZZZZZ-ZZZZZ"),
+        lambda: services.device_claim_by_pin(user=owner, serial="NO-SUCH-SERIAL", pin="2468", ip=IP),
+        lambda: services.device_claim_by_pin(user=owner, serial="PIN-1", pin="9999", ip=IP),
+    ):
+        with pytest.raises(ClaimError) as caught:
+            attempt()
+        messages.append((caught.value.code, caught.value.message, caught.value.status))
+    assert len(set(messages)) == 1
+    assert messages[0][2] == HTTPStatus.BAD_REQUEST
+
+
+def test_device_with_pin_claiming_off_reads_like_a_wrong_pin(owner):
+    DeviceFactory(serial="PIN-OFF", raw_pin="2468", claimable=False)
+    with pytest.raises(ClaimError) as caught:
+        services.device_claim_by_pin(user=owner, serial="PIN-OFF", pin="2468", ip=IP)
+    assert caught.value.message == services.INVALID_MESSAGE
+
+
+def test_device_without_pin_cannot_be_claimed_by_pin(owner):
+    DeviceFactory(serial="NO-PIN")
+    with pytest.raises(ClaimError) as caught:
+        services.device_claim_by_pin(user=owner, serial="NO-PIN", pin="", ip=IP)
+    assert caught.value.message == services.INVALID_MESSAGE
+
+
+# --- claim by serial + PIN ---
+
+
+def test_pin_claim_gives_the_device_and_turns_claimable_off(owner):
+    device = DeviceFactory(serial="PIN-2", raw_pin="Ab12cd")
+    claimed = services.device_claim_by_pin(user=owner, serial=" PIN-2 ", pin="Ab12cd", ip=IP)
+    device.refresh_from_db()
+    assert claimed == device
+    assert device.owner == owner
+    assert device.claimable is False
+    assert OwnershipEvent.objects.get(device=device).kind == OwnershipEventKind.CLAIMED
+
+
+def test_pin_claim_of_an_owned_device_says_already_claimed(owner, other_owner):
+    DeviceFactory(serial="PIN-3", raw_pin="2468", owner=other_owner, claimable=False)
+    with pytest.raises(AlreadyClaimed):
+        services.device_claim_by_pin(user=owner, serial="PIN-3", pin="2468", ip=IP)
+
+
+def test_owner_hands_over_with_a_new_pin(owner, other_owner):
+    device = DeviceFactory(serial="PIN-4", owner=other_owner, claimable=False, token_digest=token_digest("old"))
+    services.device_pin_set(device=device, pin="NEWPIN42", claimable=True, actor=other_owner, ip=IP)
+    services.device_claim_by_pin(user=owner, serial="PIN-4", pin="NEWPIN42", ip=IP)
+    device.refresh_from_db()
+    assert device.owner == owner
+    assert device.claimable is False
+    assert device.token_digest is None  # the previous owner's credentials are gone
+    kinds = set(DeviceEvent.objects.filter(device=device).values_list("type", flat=True))
+    assert {DeviceEventType.RELEASED, DeviceEventType.CLAIMED} <= kinds
+
+
+def test_pin_set_needs_a_pin_to_turn_claiming_on(owner):
+    device = DeviceFactory(owner=owner, claimable=False)
+    with pytest.raises(ValidationError) as caught:
+        services.device_pin_set(device=device, pin="", claimable=True, actor=owner, ip=IP)
+    assert "pin" in caught.value.fields
+
+
+@pytest.mark.parametrize("pin", ["12", "has space", "ünï1234", "x" * 33])
+def test_pin_set_refuses_a_bad_pin(owner, pin):
+    device = DeviceFactory(owner=owner)
+    with pytest.raises(ValidationError):
+        services.device_pin_set(device=device, pin=pin, claimable=True, actor=owner, ip=IP)
+
+
+def test_pin_set_records_an_ownership_event(owner):
+    device = DeviceFactory(owner=owner, claimable=False)
+    services.device_pin_set(device=device, pin="1234abcd", claimable=True, actor=owner, ip=IP)
+    event = OwnershipEvent.objects.get(device=device)
+    assert (event.kind, event.actor, event.ip) == (OwnershipEventKind.PIN_CHANGED, owner, IP)
+    device.refresh_from_db()
+    assert device.claimable and device.pin_digest
+
+
+# --- limits ---
+
+
+def test_failed_guesses_per_user_end_in_429(owner):
+    limit, _window = services.FAILURES_PER_USER
+    for n in range(limit):
+        with pytest.raises(ClaimError):
+            claim_code(owner, f"WRONG{n:05d}", ip=f"203.0.113.{n}")
+    with pytest.raises(Throttled) as caught:
+        claim_code(owner, "WRONG99999", ip="203.0.113.200")
+    assert caught.value.status == HTTPStatus.TOO_MANY_REQUESTS
+
+
+def test_limit_holds_even_for_the_right_code(owner, code, coded_device):
+    limit, _window = services.FAILURES_PER_USER
+    for n in range(limit):
+        with pytest.raises(ClaimError):
+            claim_code(owner, f"WRONG{n:05d}")
+    with pytest.raises(Throttled):
+        claim_code(owner, code.raw_code)
+    assert Device.objects.get(pk=coded_device.pk).owner is None
+
+
+def test_failed_guesses_per_ip_end_in_429():
+    limit, _window = services.FAILURES_PER_IP
+    users = UserFactory.create_batch(limit // services.FAILURES_PER_USER[0] + 1)
+    attempts = 0
+    for user in users:
+        for _ in range(services.FAILURES_PER_USER[0]):
+            if attempts == limit:
+                break
+            with pytest.raises(ClaimError):
+                claim_code(user, "WRONGWRONG")
+            attempts += 1
+    with pytest.raises(Throttled):
+        claim_code(users[-1], "WRONGWRONG")
+
+
+def test_a_serial_with_ten_wrong_pins_in_an_hour_is_locked_for_pin_claims():
+    device = DeviceFactory(serial="LOCK-1", raw_pin="2468")
+    for n in range(10):
+        user = UserFactory()
+        with pytest.raises(ClaimError):
+            services.device_claim_by_pin(user=user, serial="LOCK-1", pin="0000", ip=f"203.0.113.{n}")
+    with pytest.raises(Throttled) as caught:
+        services.device_claim_by_pin(user=UserFactory(), serial="LOCK-1", pin="2468", ip="192.0.2.1")
+    assert caught.value.retry_after == services.PIN_LOCK_SECONDS
+    assert Device.objects.get(pk=device.pk).owner is None
+
+
+def test_an_unknown_serial_locks_the_same_way(owner):
+    for n in range(10):
+        with pytest.raises(ClaimError):
+            services.device_claim_by_pin(user=UserFactory(), serial="GHOST", pin="0000", ip=f"203.0.113.{n}")
+    with pytest.raises(Throttled):
+        services.device_claim_by_pin(user=owner, serial="GHOST", pin="0000", ip="192.0.2.1")
+
+
+def test_the_pin_lock_ends_after_an_hour(time_machine_at_now):
+    DeviceFactory(serial="LOCK-2", raw_pin="2468")
+    for n in range(10):
+        with pytest.raises(ClaimError):
+            services.device_claim_by_pin(user=UserFactory(), serial="LOCK-2", pin="0000", ip=f"203.0.113.{n}")
+    time_machine_at_now.shift(services.PIN_LOCK_SECONDS + 5)
+    user = UserFactory()
+    assert services.device_claim_by_pin(user=user, serial="LOCK-2", pin="2468", ip="192.0.2.1").owner == user
+
+
+def test_a_new_pin_lifts_the_lock(owner, other_owner):
+    device = DeviceFactory(serial="LOCK-3", owner=other_owner, claimable=False)
+    for n in range(10):
+        with pytest.raises(ClaimError):
+            services.device_claim_by_pin(user=UserFactory(), serial="LOCK-3", pin="0000", ip=f"203.0.113.{n}")
+    services.device_pin_set(device=device, pin="fresh123", claimable=True, actor=other_owner, ip=IP)
+    assert services.device_claim_by_pin(user=owner, serial="LOCK-3", pin="fresh123", ip=IP).owner == owner
+
+
+def test_successful_claims_do_not_count_as_failures(owner):
+    for _ in range(services.FAILURES_PER_USER[0] + 2):
+        code = ClaimCodeFactory()
+        DeviceFactory(claim_code=code)
+        claim_code(owner, code.raw_code)
+
+
+# --- release ---
+
+
+def test_release_clears_owner_revokes_credentials_and_records_events(owner):
+    device = DeviceFactory(owner=owner, token_digest=token_digest("t"), certificate_pem="PEM")
+    services.device_release(device=device, actor=owner, ip=IP)
+    device.refresh_from_db()
+    assert device.owner is None and device.owned_since is None
+    assert device.token_digest is None and device.certificate_pem == ""
+    assert OwnershipEvent.objects.get(device=device).kind == OwnershipEventKind.RELEASED
+    assert DeviceEvent.objects.filter(device=device, type=DeviceEventType.RELEASED).count() == 1
+
+
+def test_release_removes_app_links(owner):
+    from apps.models import Application, AppLink
+
+    device = DeviceFactory(owner=owner)
+    app = Application.objects.create(app_id="app-1", owner=owner, name="Dash", secret_encrypted="x", secret_digest="y")
+    AppLink.objects.create(application=app, device=device)
+    services.device_release(device=device, actor=owner, ip=IP)
+    assert not AppLink.objects.filter(device=device).exists()
+
+
+def test_release_of_an_unowned_device_is_a_conflict(owner):
+    with pytest.raises(Conflict):
+        services.device_release(device=DeviceFactory(), actor=owner, ip=IP)
+
+
+# --- pre-claim ---
+
+
+def test_preclaim_for_a_verified_account_gives_the_devices_at_once(staff, owner):
+    devices = DeviceFactory.create_batch(2)
+    result = services.device_preclaim(devices=devices, email="ALICE@example.com", actor=staff)
+    assert result == {"claimed": 2, "pending": 0, "skipped": 0}
+    assert set(Device.objects.filter(owner=owner).values_list("pk", flat=True)) == {d.pk for d in devices}
+    event = OwnershipEvent.objects.filter(device=devices[0]).get()
+    assert (event.kind, event.actor, event.owner) == (OwnershipEventKind.PRE_CLAIMED, staff, owner)
+
+
+def test_preclaim_skips_owned_devices(staff, other_owner):
+    owned = DeviceFactory(owner=other_owner)
+    result = services.device_preclaim(devices=[owned], email="new@example.com", actor=staff)
+    assert result == {"claimed": 0, "pending": 0, "skipped": 1}
+
+
+def test_preclaim_without_an_account_waits_for_verification(staff):
+    device = DeviceFactory()
+    result = services.device_preclaim(devices=[device], email="New.Person@example.com", actor=staff)
+    assert result == {"claimed": 0, "pending": 1, "skipped": 0}
+    device.refresh_from_db()
+    assert device.owner is None
+    assert device.preclaim_email == "new.person@example.com"
+
+
+def test_preclaim_applies_when_the_address_is_verified(staff, rf):
+    from allauth.account.signals import email_confirmed
+
+    device = DeviceFactory()
+    services.device_preclaim(devices=[device], email="new.person@example.com", actor=staff)
+    user = UserFactory(email="New.Person@example.com", verified=False)
+    address = EmailAddress.objects.get(user=user)
+    address.verified = True
+    address.save()
+    email_confirmed.send(sender=EmailAddress, request=rf.get("/"), email_address=address)
+    device.refresh_from_db()
+    assert device.owner == user
+    assert device.preclaim_email == ""
+
+
+def test_preclaim_does_not_take_a_device_claimed_meanwhile(staff, owner, rf):
+    device = DeviceFactory()
+    services.device_preclaim(devices=[device], email="late@example.com", actor=staff)
+    Device.objects.filter(pk=device.pk).update(owner=owner)
+    user = UserFactory(email="late@example.com")
+    assert services.device_preclaims_apply(user=user, email="late@example.com") == []
+    assert Device.objects.get(pk=device.pk).owner == owner
