@@ -7,6 +7,7 @@ Every change records a `command.updated` DeviceEvent in the same transaction.
 
 import json
 import logging
+import math
 from datetime import timedelta
 
 from django.db import transaction
@@ -53,6 +54,17 @@ def _is_scalar(value) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
+def _storable_text(text: str) -> bool:
+    # PostgreSQL's jsonb refuses NUL characters, and lone surrogates cannot be encoded at all.
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def flat_object_errors(value, *, max_keys, what) -> list[str]:
     """Why `value` is not a flat JSON object of scalars (empty when it is one)."""
     if not isinstance(value, dict):
@@ -60,12 +72,14 @@ def flat_object_errors(value, *, max_keys, what) -> list[str]:
     if len(value) > max_keys:
         return [f"{what} may hold at most {max_keys} keys."]
     for key, item in value.items():
-        if not isinstance(key, str) or not key or len(key) > 64:
+        if not isinstance(key, str) or not key or len(key) > 64 or not _storable_text(key):
             return [f"{what} keys must be names of 1 to 64 characters."]
         if not _is_scalar(item):
             return [f"{what}[{key!r}] must be a number, a string, true, false or null, not a list or an object."]
-        if isinstance(item, str) and len(item) > MAX_STRING:
-            return [f"{what}[{key!r}] is longer than {MAX_STRING} characters."]
+        if isinstance(item, float) and not math.isfinite(item):
+            return [f"{what}[{key!r}] must be a finite number."]
+        if isinstance(item, str) and (len(item) > MAX_STRING or not _storable_text(item)):
+            return [f"{what}[{key!r}] must be text of at most {MAX_STRING} characters."]
     return []
 
 

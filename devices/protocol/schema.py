@@ -1,0 +1,116 @@
+"""OpenAPI description of the device protocol.
+
+The endpoints are lean views (see views.py), not DRF-parsed ones; these serializers and
+authentication classes exist so drf-spectacular can describe them. They never run on a request.
+"""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import serializers
+from rest_framework.authentication import BaseAuthentication
+
+
+class FactoryKeyAuthentication(BaseAuthentication):
+    """HTTP Basic with the device's serial and factory key (checked by the provisioning view)."""
+
+    def authenticate(self, request):
+        return None
+
+
+class DeviceTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <token>` with the token received when provisioning."""
+
+    def authenticate(self, request):
+        return None
+
+
+class FactoryKeyScheme(OpenApiAuthenticationExtension):
+    target_class = FactoryKeyAuthentication
+    name = "deviceFactoryKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "The device's serial as user name and its factory key as password.",
+        }
+
+
+class DeviceTokenScheme(OpenApiAuthenticationExtension):
+    target_class = DeviceTokenAuthentication
+    name = "deviceToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "The token from the `claimed` provisioning answer."}
+
+
+class ErrorDetailOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    retry_after = serializers.IntegerField(required=False, help_text="Seconds to wait (429 only).")
+
+
+class DeviceErrorOutput(serializers.Serializer):
+    error = ErrorDetailOutput()
+
+
+class DeviceProvisionInput(serializers.Serializer):
+    attempt = serializers.IntegerField(
+        min_value=0, default=0, help_text="Polls made since power-on without being claimed (0 for the first)."
+    )
+    csr = serializers.CharField(
+        required=False,
+        help_text="PEM certificate signing request (EC P-256 recommended). Only its public key is used; "
+        "a CN, if any, must be the device's serial.",
+    )
+
+
+class CredentialsOutput(serializers.Serializer):
+    token = serializers.CharField(help_text="Bearer token for the other endpoints. Store it; it is shown once.")
+    certificate = serializers.CharField(allow_null=True, help_text="PEM client certificate (CN = serial) or null.")
+    ca_chain = serializers.CharField(allow_null=True, help_text="PEM certificate of the product CA, or null.")
+
+
+class EndpointsOutput(serializers.Serializer):
+    checkin = serializers.URLField()
+    commands = serializers.URLField()
+
+
+class DeviceProvisionOutput(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["unclaimed", "claimed", "provisioned"])
+    retry_after = serializers.IntegerField(required=False, help_text="unclaimed: seconds before the next poll.")
+    credentials = CredentialsOutput(required=False, help_text="claimed only.")
+    endpoints = EndpointsOutput(required=False, help_text="claimed only.")
+
+
+class DeviceCheckinInput(serializers.Serializer):
+    values = serializers.DictField(
+        child=serializers.JSONField(),
+        help_text="At most 64 names, each a number, a string (≤ 256 characters), true, false or null.",
+    )
+
+
+class DeviceCommandOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    params = serializers.DictField(child=serializers.JSONField())
+    expires_at = serializers.DateTimeField()
+
+
+class DeviceCheckinOutput(serializers.Serializer):
+    commands = DeviceCommandOutput(many=True)
+    next_checkin = serializers.IntegerField(help_text="Seconds until the next check-in.")
+
+
+class DeviceCommandListOutput(serializers.Serializer):
+    commands = DeviceCommandOutput(many=True)
+
+
+class DeviceCommandAckInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["succeeded", "failed"])
+    result = serializers.DictField(child=serializers.JSONField(), required=False)
+
+
+class DeviceCommandAckOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()

@@ -1,0 +1,318 @@
+"""The device side of the portal: provisioning polls, check-ins and command acknowledgements.
+
+Check-in is the hot path (every device, every minute): on PostgreSQL it is one statement that
+authenticates by token digest, updates the device, stores the Reading and the events and returns
+the open commands; other databases take a portable path of a few ORM queries.
+"""
+
+import json
+import logging
+import random
+from functools import cache
+from http import HTTPStatus
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from portal.errors import ApplicationError, ValidationError
+from portal.secrets import digests_match, random_token
+
+from .. import outbox
+from ..ca import certificate_issue
+from ..commands import commands_mark_delivered, flat_object_errors
+from ..models import (
+    Command,
+    CommandStatus,
+    Device,
+    DeviceEvent,
+    DeviceEventType,
+    DeviceStatus,
+    Product,
+    Reading,
+)
+from ..services import FACTORY_KEY_PURPOSE, factory_key_digest, token_digest
+
+logger = logging.getLogger(__name__)
+
+MAX_VALUES = 64
+MAX_ATTEMPT_EXPONENT = 20
+COMMANDS_PER_ANSWER = 20
+
+
+class Unauthenticated(ApplicationError):
+    code = "unauthenticated"
+    status = HTTPStatus.UNAUTHORIZED
+    message = "Unknown device or wrong credentials."
+
+
+@cache
+def _dummy_factory_key_digest() -> str:
+    # Compared against when the serial is unknown, so both failures cost the same time.
+    return factory_key_digest("no device has this key")
+
+
+def retry_after_seconds(*, attempt: int, cap: int) -> int:
+    """Seconds an unclaimed device waits before its next poll: base·2^attempt up to the product's
+    cap, ±20 % so devices powered on together drift apart instead of polling in lockstep."""
+    base = settings.DEVICE_POLL_BASE_SECONDS
+    ideal = min(base * 2 ** min(max(attempt, 0), MAX_ATTEMPT_EXPONENT), cap)
+    return max(1, round(ideal * random.uniform(0.8, 1.2)))
+
+
+def device_provision(*, serial: str, factory_key: str, attempt: int = 0, csr_pem: str | None = None) -> dict:
+    """Answers a provisioning poll authenticated by serial and factory key.
+
+    - not owned: `unclaimed` with the time to wait;
+    - owned, credentials not used yet: `claimed` with a fresh token (voiding the previous unused
+      one) and, when a CSR was sent, a certificate signed by the product's CA;
+    - owned and the token already used: `provisioned`, without secrets.
+    Raises Unauthenticated (same answer for an unknown serial and a wrong key) or CsrError.
+    """
+    for _ in range(3):
+        device = (
+            Device.objects.select_related("product")
+            .only(
+                "id",
+                "serial",
+                "factory_key_digest",
+                "owner_id",
+                "token_used_at",
+                "product__id",
+                "product__name",
+                "product__slug",
+                "product__poll_cap",
+                "product__certificate_days",
+                "product__ca_certificate_pem",
+            )
+            .filter(serial=serial)
+            .first()
+        )
+        stored = device.factory_key_digest if device else _dummy_factory_key_digest()
+        if not digests_match(factory_key, stored, purpose=FACTORY_KEY_PURPOSE) or device is None:
+            raise Unauthenticated()
+        if device.owner_id is None:
+            wait = retry_after_seconds(attempt=attempt, cap=device.product.poll_cap)
+            return {"state": "unclaimed", "retry_after": wait}
+        if device.token_used_at is not None:
+            return {"state": "provisioned"}
+        certificate = certificate_serial = ""
+        if csr_pem is not None:
+            certificate, certificate_serial = certificate_issue(product=device.product, serial=serial, csr_pem=csr_pem)
+        token = random_token(32)
+        # Conditional: a check-in with the previous token, or a reset, may have landed meanwhile;
+        # then this poll must not hand out credentials, and is answered afresh.
+        issued = Device.objects.filter(pk=device.pk, owner_id=device.owner_id, token_used_at__isnull=True).update(
+            token_digest=token_digest(token),
+            token_issued_at=timezone.now(),
+            certificate_pem=certificate,
+            certificate_serial=certificate_serial,
+        )
+        if issued:
+            logger.info(
+                "device.credentials_issued",
+                extra={"device_id": str(device.pk), "certificate_serial": certificate_serial or None},
+            )
+            return {
+                "state": "claimed",
+                "credentials": {
+                    "token": token,
+                    "certificate": certificate or None,
+                    "ca_chain": device.product.ca_certificate_pem if certificate else None,
+                },
+            }
+    raise ApplicationError("The device changed while provisioning; poll again.", code="retry", status=409)
+
+
+def values_validate(values) -> dict:
+    if errors := flat_object_errors(values, max_keys=MAX_VALUES, what="values"):
+        raise ValidationError(errors[0], code="invalid_values", fields={"values": errors})
+    return values
+
+
+@cache
+def _checkin_sql() -> str:
+    q = connection.ops.quote_name
+    device, reading, event, command, product = (
+        q(m._meta.db_table) for m in (Device, Reading, DeviceEvent, Command, Product)
+    )
+    # One round trip. `old` is the row as it was before this statement (same snapshot), which
+    # tells whether the device comes back online. Two check-ins of one device racing could both
+    # see it offline and both record device.online: harmless, consumers are idempotent.
+    # Only quoted table names and a constant are interpolated; every value is a parameter.
+    return f"""
+WITH dev AS (
+    UPDATE {device} AS d
+       SET last_seen_at = %(now)s, last_ip = %(ip)s, status = 'online', "values" = %(values)s::jsonb,
+           token_used_at = COALESCE(d.token_used_at, %(now)s)
+      FROM {device} AS old
+     WHERE d.token_digest = %(digest)s AND old.id = d.id
+    RETURNING d.id, d.product_id, old.status AS old_status, old.token_used_at IS NULL AS first_use
+), reading AS (
+    INSERT INTO {reading} (device_id, recorded_at, "values")
+    SELECT id, %(now)s, %(values)s::jsonb FROM dev
+), events AS (
+    INSERT INTO {event} (id, device_id, type, data, created_at)
+    SELECT %(data_event_id)s::uuid, id, 'device.data', %(data)s::jsonb, %(now)s FROM dev
+    UNION ALL
+    SELECT %(online_event_id)s::uuid, id, 'device.online', jsonb_build_object('previous_status', old_status),
+           %(now)s
+      FROM dev WHERE old_status <> 'online'
+)
+SELECT dev.id, dev.old_status, dev.first_use, p.checkin_interval,
+       (SELECT json_agg(json_build_object('id', c.id, 'name', c.name, 'params', c.params, 'status', c.status,
+                                          'expires_at', c.expires_at) ORDER BY c.created_at)
+          FROM (SELECT * FROM {command}
+                 WHERE device_id = dev.id AND status IN ('pending', 'delivered') AND expires_at > %(now)s
+                 ORDER BY created_at LIMIT {COMMANDS_PER_ANSWER}) AS c)
+  FROM dev JOIN {product} AS p ON p.id = dev.product_id
+"""  # noqa: S608
+
+
+def _checkin_postgresql(*, digest, values, ip, now):
+    import uuid
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _checkin_sql(),
+            {
+                "now": now,
+                "ip": ip,
+                "values": json.dumps(values),
+                "digest": digest,
+                "data_event_id": uuid.uuid4(),
+                "online_event_id": uuid.uuid4(),
+                "data": json.dumps({"values": values, "recorded_at": now.isoformat()}),
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Unauthenticated()
+    device_id, old_status, first_use, interval, open_commands = row
+    # In autocommit this runs at once; inside a test's transaction, at its commit.
+    transaction.on_commit(outbox.relay_schedule, robust=True)
+    commands = [
+        Command(
+            id=c["id"],
+            device_id=device_id,
+            name=c["name"],
+            params=c["params"],
+            status=c["status"],
+            expires_at=parse_datetime(c["expires_at"]),
+        )
+        for c in open_commands or ()
+    ]
+    return device_id, old_status, first_use, interval, commands
+
+
+def _checkin_portable(*, digest, values, ip, now):
+    with transaction.atomic():
+        # select_for_update orders concurrent check-ins of one device (a no-op on SQLite, whose
+        # writers are serialised anyway).
+        row = (
+            Device.objects.select_for_update()
+            .filter(token_digest=digest)
+            .values_list("id", "status", "token_used_at", "product__checkin_interval")
+            .first()
+        )
+        if row is None:
+            raise Unauthenticated()
+        device_id, old_status, used_at, interval = row
+        Device.objects.filter(pk=device_id).update(
+            last_seen_at=now,
+            last_ip=ip,
+            status=DeviceStatus.ONLINE,
+            values=values,
+            token_used_at=Coalesce("token_used_at", now),
+        )
+        Reading.objects.create(device_id=device_id, recorded_at=now, values=values)
+        events = [
+            DeviceEvent(
+                device_id=device_id,
+                type=DeviceEventType.DATA,
+                data={"values": values, "recorded_at": now.isoformat()},
+                created_at=now,
+            )
+        ]
+        if old_status != DeviceStatus.ONLINE:
+            events.append(
+                DeviceEvent(
+                    device_id=device_id,
+                    type=DeviceEventType.ONLINE,
+                    data={"previous_status": old_status},
+                    created_at=now,
+                )
+            )
+        outbox.events_record(events)
+        commands = list(
+            Command.objects.filter(
+                device_id=device_id,
+                status__in=(CommandStatus.PENDING, CommandStatus.DELIVERED),
+                expires_at__gt=now,
+            )
+            .order_by("created_at")
+            .only("id", "device_id", "name", "params", "status", "expires_at")[:COMMANDS_PER_ANSWER]
+        )
+    return device_id, old_status, used_at is None, interval, commands
+
+
+def device_checkin(*, token: str, values, ip: str | None) -> dict:
+    """A device reports its values: status online, last seen now, a Reading stored, `device.data`
+    recorded (and `device.online` when it was not online), the token marked used; answers the
+    open commands (marking pending ones delivered) and when to check in next.
+
+    Invalid values raise ValidationError before anything is written.
+    """
+    values_validate(values)
+    now = timezone.now()
+    digest = token_digest(token)
+    checkin = _checkin_postgresql if connection.vendor == "postgresql" else _checkin_portable
+    device_id, old_status, first_use, interval, commands = checkin(digest=digest, values=values, ip=ip, now=now)
+    if first_use:
+        logger.info("device.provisioned", extra={"device_id": str(device_id)})
+    if old_status != DeviceStatus.ONLINE:
+        logger.info("device.online", extra={"device_id": str(device_id), "previous_status": old_status})
+    if commands:
+        with transaction.atomic():
+            commands_mark_delivered(device_id=device_id, commands=commands)
+    return {"commands": [command_for_device(c) for c in commands], "next_checkin": interval}
+
+
+def command_for_device(command: Command) -> dict:
+    return {
+        "id": str(command.id),
+        "name": command.name,
+        "params": command.params,
+        "expires_at": command.expires_at.isoformat() if command.expires_at else None,
+    }
+
+
+def device_for_token(*, token: str) -> Device:
+    """The device a bearer token belongs to (Unauthenticated otherwise); marks the token used,
+    as its first use ends the provisioning hand-over."""
+    device = Device.objects.only("id", "token_used_at").filter(token_digest=token_digest(token)).first()
+    if device is None:
+        raise Unauthenticated()
+    if device.token_used_at is None:
+        marked = Device.objects.filter(pk=device.pk, token_used_at__isnull=True).update(token_used_at=timezone.now())
+        if marked:
+            logger.info("device.provisioned", extra={"device_id": str(device.pk)})
+    return device
+
+
+def device_commands_fetch(*, device: Device) -> list[dict]:
+    """The device's open commands, oldest first; pending ones become delivered."""
+    with transaction.atomic():
+        commands = list(
+            Command.objects.filter(
+                device_id=device.pk,
+                status__in=(CommandStatus.PENDING, CommandStatus.DELIVERED),
+                expires_at__gt=timezone.now(),
+            )
+            .order_by("created_at")
+            .only("id", "device_id", "name", "params", "status", "expires_at")[:COMMANDS_PER_ANSWER]
+        )
+        commands_mark_delivered(device_id=device.pk, commands=commands)
+    return [command_for_device(c) for c in commands]

@@ -1,0 +1,264 @@
+"""HTTP endpoints of the device protocol (/device/v1/…): JSON in, JSON out, one error shape.
+
+They are DRF APIView classes only so drf-spectacular documents them: `dispatch` is replaced by a
+lean one that skips DRF's request wrapping, content negotiation and renderers, which would cost
+more than the check-in itself. Checks run in a fixed order: rate limits, credentials, body, work.
+"""
+
+import base64
+import binascii
+import json
+import logging
+import math
+from http import HTTPStatus
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.views import APIView
+
+from portal import ratelimit
+from portal.errors import ApplicationError, Throttled, ValidationError, error_body
+from portal.http import client_ip
+
+from ..commands import command_ack
+from ..services import token_digest
+from . import schema, services
+from .services import Unauthenticated
+
+logger = logging.getLogger(__name__)
+
+RATE_WINDOW = 60
+MAX_TOKEN_LENGTH = 200
+MAX_SERIAL_LENGTH = 64
+
+
+class BadBody(ApplicationError):
+    code = "invalid_body"
+
+
+def _error_response(exc: ApplicationError, *, challenge=None) -> JsonResponse:
+    body = error_body(exc.code, exc.message, exc.fields)
+    headers = {}
+    if isinstance(exc, Throttled):
+        body["error"]["retry_after"] = exc.retry_after
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthenticated) and challenge:
+        headers["WWW-Authenticate"] = challenge
+    return JsonResponse(body, status=exc.status, headers=headers)
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_large(limit):
+    return BadBody(
+        f"The body is larger than {limit} bytes.", code="too_large", status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    )
+
+
+def read_json_object(request, *, required=True) -> dict:
+    """The request's JSON object body, refused before it is read whole when it is too large."""
+    limit = settings.DEVICE_CHECKIN_MAX_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadBody("Content-Length is not a number.") from None
+    if length > limit:
+        raise _too_large(limit)
+    if length == 0 and not required:
+        return {}
+    content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise BadBody(
+            "Send the body as JSON with Content-Type: application/json.",
+            code="unsupported_media_type",
+            status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        )
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise _too_large(limit)
+    try:
+        data = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise BadBody("The body is not valid JSON.", code="malformed_json") from None
+    if not isinstance(data, dict):
+        raise BadBody("The body must be a JSON object.")
+    return data
+
+
+def _limit_ip(request, scope):
+    ident = client_ip(request) or "-"
+    ratelimit.hit(f"dev-ip-{scope}", ident, limit=settings.DEVICE_RATE_LIMIT_PER_IP, window=RATE_WINDOW)
+
+
+def _limit_device(scope, ident):
+    ratelimit.hit(f"dev-{scope}", ident, limit=settings.DEVICE_RATE_LIMIT_PER_DEVICE, window=RATE_WINDOW)
+
+
+def _bearer_token(request) -> str:
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise Unauthenticated("Send the device token as Authorization: Bearer <token>.")
+    return token
+
+
+def _basic_credentials(request) -> tuple[str, str]:
+    scheme, _, encoded = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthenticated("Send the serial and factory key with HTTP Basic authentication.")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated() from None
+    serial, sep, key = decoded.partition(":")
+    if not sep or not serial or not key or len(serial) > MAX_SERIAL_LENGTH or len(key) > MAX_TOKEN_LENGTH:
+        raise Unauthenticated()
+    return serial, key
+
+
+class DeviceEndpoint(APIView):
+    """Base of the device endpoints: a lean dispatch answering ApplicationErrors as JSON errors."""
+
+    permission_classes = []
+    challenge = 'Bearer realm="device"'
+    scope = "device"
+
+    def dispatch(self, request, *args, **kwargs):
+        method = request.method.lower()
+        handler = getattr(type(self), method, None) if method in ("get", "post") else None
+        if handler is None:
+            allowed = ", ".join(m.upper() for m in ("get", "post") if hasattr(type(self), m))
+            response = JsonResponse(
+                error_body("method_not_allowed", f"Use {allowed}."),
+                status=HTTPStatus.METHOD_NOT_ALLOWED,
+                headers={"Allow": allowed},
+            )
+            return response
+        try:
+            return handler(self, request, *args, **kwargs)
+        except ApplicationError as exc:
+            if isinstance(exc, Unauthenticated | BadBody | ValidationError):
+                logger.warning(
+                    "device.request_refused",
+                    extra={"endpoint": self.scope, "code": exc.code, "ip": client_ip(request)},
+                )
+            return _error_response(exc, challenge=self.challenge)
+
+
+def _device_from_token(request, scope):
+    _limit_ip(request, scope)
+    token = _bearer_token(request)
+    _limit_device(scope, token_digest(token)[:32])
+    return token
+
+
+_ERRORS = {
+    400: OpenApiResponse(schema.DeviceErrorOutput, description="Malformed body or invalid values."),
+    401: OpenApiResponse(schema.DeviceErrorOutput, description="Unknown device or wrong/void credentials."),
+    413: OpenApiResponse(schema.DeviceErrorOutput, description="Body over 64 KiB."),
+    415: OpenApiResponse(schema.DeviceErrorOutput, description="Body not sent as application/json."),
+    429: OpenApiResponse(schema.DeviceErrorOutput, description="Rate limited; see retry_after and Retry-After."),
+}
+
+
+class DeviceProvisionApi(DeviceEndpoint):
+    authentication_classes = [schema.FactoryKeyAuthentication]
+    challenge = 'Basic realm="device"'
+    scope = "provision"
+
+    @extend_schema(
+        tags=["device protocol"],
+        operation_id="device_provision",
+        summary="Poll until claimed, then receive credentials",
+        request=schema.DeviceProvisionInput,
+        responses={200: schema.DeviceProvisionOutput, **_ERRORS},
+    )
+    def post(self, request):
+        _limit_ip(request, self.scope)
+        serial, key = _basic_credentials(request)
+        _limit_device(self.scope, serial)
+        body = read_json_object(request, required=False)
+        attempt = body.get("attempt", 0)
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+            raise ValidationError("attempt must be a whole number ≥ 0.", fields={"attempt": ["A whole number ≥ 0."]})
+        csr = body.get("csr")
+        answer = services.device_provision(serial=serial, factory_key=key, attempt=attempt, csr_pem=csr)
+        if answer["state"] == "claimed":
+            answer["endpoints"] = {
+                "checkin": request.build_absolute_uri(reverse("device-protocol:checkin")),
+                "commands": request.build_absolute_uri(reverse("device-protocol:commands")),
+            }
+        return JsonResponse(answer)
+
+
+class DeviceCheckinApi(DeviceEndpoint):
+    authentication_classes = [schema.DeviceTokenAuthentication]
+    scope = "checkin"
+
+    @extend_schema(
+        tags=["device protocol"],
+        operation_id="device_checkin",
+        summary="Report values, receive open commands",
+        request=schema.DeviceCheckinInput,
+        responses={200: schema.DeviceCheckinOutput, **_ERRORS},
+    )
+    def post(self, request):
+        token = _device_from_token(request, self.scope)
+        body = read_json_object(request)
+        if "values" not in body:
+            raise ValidationError("values is required.", code="invalid_values", fields={"values": ["Required."]})
+        answer = services.device_checkin(token=token, values=body["values"], ip=client_ip(request))
+        return JsonResponse(answer)
+
+
+class DeviceCommandListApi(DeviceEndpoint):
+    authentication_classes = [schema.DeviceTokenAuthentication]
+    scope = "commands"
+
+    @extend_schema(
+        tags=["device protocol"],
+        operation_id="device_commands_list",
+        summary="Fetch open commands (pending ones become delivered)",
+        responses={200: schema.DeviceCommandListOutput, 401: _ERRORS[401], 429: _ERRORS[429]},
+    )
+    def get(self, request):
+        token = _device_from_token(request, self.scope)
+        device = services.device_for_token(token=token)
+        return JsonResponse({"commands": services.device_commands_fetch(device=device)})
+
+
+class DeviceCommandAckApi(DeviceEndpoint):
+    authentication_classes = [schema.DeviceTokenAuthentication]
+    scope = "commands"
+
+    @extend_schema(
+        tags=["device protocol"],
+        operation_id="device_command_ack",
+        summary="Report a command's outcome",
+        request=schema.DeviceCommandAckInput,
+        responses={
+            200: schema.DeviceCommandAckOutput,
+            404: OpenApiResponse(schema.DeviceErrorOutput, description="No such command for this device."),
+            409: OpenApiResponse(schema.DeviceErrorOutput, description="Already final with another outcome."),
+            **_ERRORS,
+        },
+    )
+    def post(self, request, command_id):
+        token = _device_from_token(request, self.scope)
+        body = read_json_object(request)
+        device = services.device_for_token(token=token)
+        command = command_ack(
+            device=device, command_id=command_id, status=body.get("status"), result=body.get("result")
+        )
+        return JsonResponse({"id": str(command.id), "status": command.status})
