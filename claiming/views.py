@@ -143,6 +143,8 @@ def claim(request):
             # One device: nothing to choose, so the first press of CLAIM claims it.
             serials = [page["code_form"].devices[0].serial]
         elif not serials:
+            _claim_code, devices = services.claim_code_lookup(user=request.user, code=data["code"], ip=ip)
+            code_form.set_devices([device for device in devices if device.owner_id is None])
             code_form.add_error("serials", "Tick at least one device to claim.")
             return _claim_page(request, **page, status=HTTPStatus.BAD_REQUEST)
         devices = services.device_claim_by_code(
