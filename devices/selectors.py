@@ -58,7 +58,7 @@ def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=
 def device_status_counts_for_owner(user) -> dict[str, int]:
     """How many of the owner's devices are in each status; one index-only GROUP BY."""
     counts = dict.fromkeys(DeviceStatus.values, 0)
-    rows = device_list_for_owner(user).order_by().values_list("status").annotate(n=Count("pk"))
+    rows = device_list_for_owner(user).order_by().values_list("status").annotate(n=Count("*"))
     for status, n in rows:
         counts[status] = n
     return counts
