@@ -13,6 +13,7 @@ import time
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from .models import DeviceEvent
 
@@ -24,7 +25,8 @@ _consumers = {}
 # closes, so it also relays every event recorded while later publishes were skipped.
 RELAY_DEBOUNCE_SECONDS = 1
 _RELAY_DEBOUNCE_KEY = "outbox:relay-scheduled"
-_last_relay_scheduled = 0.0
+_last_relay_scheduled = float("-inf")
+RELAY_PAUSE_AFTER_BROKER_ERROR = 30
 
 
 def register_consumer(name, func):
@@ -47,7 +49,13 @@ def relay_schedule():
         return
     from .tasks import relay_outbox as relay_outbox_task
 
-    relay_outbox_task.apply_async(countdown=RELAY_DEBOUNCE_SECONDS)
+    try:
+        relay_outbox_task.apply_async(countdown=RELAY_DEBOUNCE_SECONDS)
+    except OperationalError:
+        # The broker is down: each failed publish costs its connect timeout, so stop trying for a
+        # while in this process instead of slowing every request; beat relays once it is back.
+        _last_relay_scheduled = now + RELAY_PAUSE_AFTER_BROKER_ERROR
+        logger.error("outbox.relay_publish_failed", exc_info=True)
 
 
 def events_record(events):
