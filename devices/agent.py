@@ -1,0 +1,386 @@
+"""Reference device agent: the device protocol as firmware implements it.
+
+    python -m devices.agent --url http://127.0.0.1:8000 --serial SN1 --key FACTORY-KEY --simulate
+
+Power-on: poll /device/v1/provision at once, then as often as the portal's `retry_after` says
+(5 s doubling up to a cap), sending a CSR for a key pair kept in the state file. Once claimed,
+store the token and certificate, then check in every N seconds with values; run the commands the
+portal returns (reboot, identify, set_interval) and acknowledge them. A refused token (the owner
+reset the device, or it changed hands) means starting over from the provisioning poll.
+
+Uses only the standard library, requests and cryptography, like a small Linux device would.
+It does not import Django.
+"""
+
+import argparse
+import json
+import logging
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+logger = logging.getLogger("devices.agent")
+
+PROVISION_PATH = "/device/v1/provision"
+HTTP_TIMEOUT = 15
+MIN_INTERVAL = 1
+MAX_INTERVAL = 24 * 3600
+NETWORK_BACKOFF_CAP = 300
+
+
+class TokenRefused(Exception):
+    """The portal no longer accepts our token: start over from provisioning."""
+
+
+class State:
+    """What survives a reboot: the key pair and the credentials, in a JSON file (mode 0600)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.data = {}
+        if path and path.exists():
+            self.data = json.loads(path.read_text())
+
+    def __getitem__(self, name):
+        return self.data.get(name)
+
+    def update(self, **values):
+        self.data.update(values)
+        self.save()
+
+    def forget_credentials(self):
+        for name in ("token", "certificate", "ca_chain", "endpoints"):
+            self.data.pop(name, None)
+        self.save()
+
+    def save(self):
+        if not self.path:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.data, handle, indent=2)
+        os.replace(tmp, self.path)
+
+
+class Simulator:
+    """Temperature and humidity drifting slowly, like a room through a day."""
+
+    def __init__(self, seed=None):
+        self.random = random.Random(seed)
+        self.temperature = 21.0 + self.random.uniform(-2, 2)
+        self.humidity = 45.0 + self.random.uniform(-5, 5)
+        self.booted_at = time.monotonic()
+
+    def reboot(self):
+        self.booted_at = time.monotonic()
+
+    def values(self):
+        self.temperature = min(35.0, max(5.0, self.temperature + self.random.gauss(0, 0.3)))
+        self.humidity = min(95.0, max(10.0, self.humidity + self.random.gauss(0, 0.8)))
+        return {
+            "temperature": round(self.temperature, 2),
+            "humidity": round(self.humidity, 1),
+            "uptime": int(time.monotonic() - self.booted_at),
+        }
+
+
+def values_from_command(command: str) -> dict:
+    """Runs `command` and reads its output: a JSON object, or `name=value` lines."""
+    output = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, check=True).stdout
+    try:
+        values = json.loads(output)
+    except ValueError:
+        values = {}
+        for line in output.splitlines():
+            name, sep, raw = line.partition("=")
+            if sep and name.strip():
+                try:
+                    values[name.strip()] = json.loads(raw)
+                except ValueError:
+                    values[name.strip()] = raw.strip()
+    if not isinstance(values, dict):
+        raise ValueError("--values-from must print a JSON object or name=value lines")
+    return values
+
+
+def csr_for(key, serial: str) -> str:
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, serial)]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+
+
+class Agent:
+    def __init__(self, *, url, serial, key, state, values, interval=None, session=None, stop=None):
+        self.url = url.rstrip("/")
+        self.serial = serial
+        self.factory_key = key
+        self.state = state
+        self.read_values = values
+        self.interval_override = interval
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = f"device-agent/1 ({serial})"
+        self.stop = stop or threading.Event()
+        self.status = None
+        self.on_reboot = None
+        self.private_key = self._load_or_create_key()
+        self.csr = csr_for(self.private_key, serial)
+
+    # Life cycle
+
+    def run(self):
+        self._announce("power-on")
+        network_failures = 0
+        while not self.stop.is_set():
+            try:
+                if self.state["token"]:
+                    self.check_in_loop()
+                else:
+                    self.provision_loop()
+                network_failures = 0
+            except TokenRefused:
+                self.state.forget_credentials()
+                self._announce("token-refused", "starting over from provisioning")
+            except requests.RequestException as exc:
+                network_failures += 1
+                wait = min(5 * 2 ** min(network_failures, 10), NETWORK_BACKOFF_CAP) * random.uniform(0.8, 1.2)
+                self._announce("unreachable", f"{type(exc).__name__}; retrying in {wait:.0f} s")
+                self.stop.wait(wait)
+        self._announce("stopped")
+
+    def provision_loop(self):
+        attempt = 0
+        while not self.stop.is_set():
+            response = self.session.post(
+                self.url + PROVISION_PATH,
+                json={"attempt": attempt, "csr": self.csr},
+                auth=(self.serial, self.factory_key),
+                timeout=HTTP_TIMEOUT,
+            )
+            body = _json(response)
+            if response.status_code == 429:
+                self._announce("throttled", f"waiting {_retry_after(response, body)} s")
+                self.stop.wait(_retry_after(response, body))
+                continue
+            if response.status_code == 401:
+                self._announce("refused", "serial or factory key not accepted")
+                self.stop.wait(NETWORK_BACKOFF_CAP)
+                continue
+            if response.status_code != 200:
+                self._announce("provision-error", f"HTTP {response.status_code} {_error_code(body)}")
+                self.stop.wait(NETWORK_BACKOFF_CAP)
+                continue
+            state = body.get("state")
+            if state == "claimed":
+                credentials, endpoints = body["credentials"], body["endpoints"]
+                self.state.update(
+                    token=credentials["token"],
+                    certificate=credentials.get("certificate"),
+                    ca_chain=credentials.get("ca_chain"),
+                    endpoints=endpoints,
+                )
+                self._announce(
+                    "claimed",
+                    "credentials received" + (" with a certificate" if credentials.get("certificate") else ""),
+                )
+                return
+            if state == "provisioned":
+                # Our credentials are in use elsewhere or were lost: only a reset by the owner helps.
+                self._announce("provisioned-elsewhere", "no credentials here; the owner must reset the device")
+                self.stop.wait(body.get("retry_after") or NETWORK_BACKOFF_CAP)
+                continue
+            wait = int(body.get("retry_after") or 5)
+            self._announce("unclaimed", "waiting for an owner to claim this device")
+            logger.debug("poll attempt=%s retry_after=%s", attempt, wait)
+            attempt += 1
+            self.stop.wait(wait)
+
+    def check_in_loop(self):
+        endpoints = self.state["endpoints"] or {}
+        checkin_url = endpoints.get("checkin") or self.url + "/device/v1/checkin"
+        commands_url = endpoints.get("commands") or self.url + "/device/v1/commands"
+        while not self.stop.is_set():
+            try:
+                values = self.read_values()
+            except (subprocess.SubprocessError, ValueError, OSError) as exc:
+                logger.warning("values unavailable: %s", exc)
+                values = {}
+            response = self.session.post(
+                checkin_url, json={"values": values}, headers=self._bearer(), timeout=HTTP_TIMEOUT
+            )
+            body = _json(response)
+            if response.status_code == 401:
+                raise TokenRefused()
+            if response.status_code == 429:
+                self.stop.wait(_retry_after(response, body))
+                continue
+            if response.status_code != 200:
+                self._announce("checkin-error", f"HTTP {response.status_code} {_error_code(body)}")
+                self.stop.wait(self._interval(None))
+                continue
+            self._announce("online", f"checking in every {self._interval(body.get('next_checkin'))} s")
+            for command in body.get("commands", []):
+                self.execute(command, commands_url)
+            self.stop.wait(self._interval(body.get("next_checkin")))
+
+    # Commands
+
+    def execute(self, command, commands_url):
+        name, params = command.get("name"), command.get("params") or {}
+        handler = getattr(self, f"command_{name}", None)
+        if handler is None:
+            status, result = "failed", {"error": f"unsupported command {name!r}"}
+        else:
+            status, result = handler(params)
+        response = self.session.post(
+            f"{commands_url}/{command['id']}",
+            json={"status": status, "result": result},
+            headers=self._bearer(),
+            timeout=HTTP_TIMEOUT,
+        )
+        if response.status_code == 401:
+            raise TokenRefused()
+        logger.info("command %s %s (ack HTTP %s)", name, status, response.status_code)
+        if name == "reboot" and status == "succeeded":
+            self.reboot()
+
+    def command_reboot(self, params):
+        return "succeeded", {"rebooting": True}
+
+    def command_identify(self, params):
+        seconds = params.get("seconds", 10)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 600:
+            return "failed", {"error": "seconds must be between 1 and 600"}
+        logger.info("identify: blinking for %s s", seconds)
+        return "succeeded", {"blinked_for": seconds}
+
+    def command_set_interval(self, params):
+        seconds = params.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+            return "failed", {"error": f"seconds must be a whole number from {MIN_INTERVAL} to {MAX_INTERVAL}"}
+        self.interval_override = seconds
+        self.state.update(interval=seconds)
+        return "succeeded", {"interval": seconds}
+
+    def reboot(self):
+        self._announce("rebooting")
+        self.stop.wait(1)
+        if self.on_reboot:
+            self.on_reboot()
+        self._announce("power-on")
+
+    # Helpers
+
+    def _interval(self, suggested):
+        interval = self.interval_override or self.state["interval"] or suggested or 60
+        return max(MIN_INTERVAL, min(int(interval), MAX_INTERVAL))
+
+    def _bearer(self):
+        return {"Authorization": f"Bearer {self.state['token']}"}
+
+    def _announce(self, status, detail=""):
+        """One log line per state change, not per request."""
+        if status != self.status:
+            self.status = status
+            logger.info("%s %s%s", self.serial, status, f": {detail}" if detail else "")
+
+    def _load_or_create_key(self):
+        if self.state["private_key"]:
+            return serialization.load_pem_private_key(self.state["private_key"].encode(), password=None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        self.state.update(private_key=pem, serial=self.serial)
+        return key
+
+
+def _json(response):
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_code(body):
+    return (body.get("error") or {}).get("code", "")
+
+
+def _retry_after(response, body):
+    try:
+        return max(1, int((body.get("error") or {}).get("retry_after") or response.headers.get("Retry-After") or 60))
+    except ValueError:
+        return 60
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m devices.agent", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True, help="The portal's base URL, e.g. https://portal.example.com")
+    parser.add_argument("--serial", required=True)
+    parser.add_argument("--key", required=True, help="The factory key flashed at manufacture.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--values-from", metavar="CMD", help="Command printing the values (JSON or name=value lines).")
+    source.add_argument("--simulate", action="store_true", help="Simulated temperature and humidity (the default).")
+    parser.add_argument("--state", type=Path, help="State file for the key pair and credentials (default: none kept).")
+    parser.add_argument("--interval", type=int, help="Seconds between check-ins (default: what the portal says).")
+    parser.add_argument("--verbose", action="store_true", help="Log every poll, not only state changes.")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s agent %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if args.values_from:
+        simulator = None
+
+        def values():
+            return values_from_command(args.values_from)
+    else:
+        simulator = Simulator()
+        values = simulator.values
+    agent = Agent(
+        url=args.url,
+        serial=args.serial,
+        key=args.key,
+        state=State(args.state),
+        values=values,
+        interval=args.interval,
+        stop=stop,
+    )
+    if simulator:
+        agent.on_reboot = simulator.reboot
+    agent.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
