@@ -1,0 +1,174 @@
+"""The reference agent: its pieces, and the real process against a live server end to end."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from devices.agent import Agent, Simulator, State, values_from_command
+from devices.commands import command_send
+from devices.models import Command, CommandStatus, Device, DeviceStatus, Reading
+from devices.services import device_credentials_revoke
+
+from ..factories import ClaimCodeFactory, DeviceFactory
+
+# Generous: the agent waits for what the server says (1 s here); this only bounds a hung test.
+WAIT_SECONDS = 60
+
+
+def test_simulated_values_drift_within_bounds():
+    simulator = Simulator(seed=1)
+    series = [simulator.values() for _ in range(500)]
+    temperatures = [v["temperature"] for v in series]
+    assert all(5 <= t <= 35 for t in temperatures)
+    assert all(10 <= v["humidity"] <= 95 for v in series)
+    assert len(set(temperatures)) > 10
+    assert max(abs(a - b) for a, b in zip(temperatures, temperatures[1:], strict=False)) < 3
+
+
+@pytest.mark.parametrize(
+    "output,expected",
+    [
+        ('{"t": 21.5, "door": "open"}', {"t": 21.5, "door": "open"}),
+        ("t=21.5\ndoor=open\n", {"t": 21.5, "door": "open"}),
+    ],
+    ids=["json", "lines"],
+)
+def test_values_from_a_command(tmp_path, output, expected):
+    (tmp_path / "out.txt").write_text(output)
+    assert values_from_command(f"cat {tmp_path / 'out.txt'}") == expected
+
+
+def test_state_file_is_private_and_survives_a_restart(tmp_path):
+    path = tmp_path / "state.json"
+    agent = Agent(url="http://x", serial="S1", key="k", state=State(path), values=dict)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = Agent(url="http://x", serial="S1", key="k", state=State(path), values=dict)
+    assert again.csr != agent.csr  # a fresh signature…
+    assert again.private_key.public_key().public_numbers() == agent.private_key.public_key().public_numbers()
+
+
+@pytest.mark.parametrize(
+    "name,params,status",
+    [
+        ("set_interval", {"seconds": 30}, "succeeded"),
+        ("set_interval", {"seconds": 0}, "failed"),
+        ("set_interval", {"seconds": "30"}, "failed"),
+        ("identify", {}, "succeeded"),
+        ("identify", {"seconds": 9999}, "failed"),
+        ("reboot", {}, "succeeded"),
+    ],
+)
+def test_demo_commands(name, params, status):
+    agent = Agent(url="http://x", serial="S1", key="k", state=State(None), values=dict)
+    assert getattr(agent, f"command_{name}")(params)[0] == status
+
+
+def test_set_interval_changes_the_check_in_period():
+    agent = Agent(url="http://x", serial="S1", key="k", state=State(None), values=dict)
+    assert agent._interval(60) == 60
+    agent.command_set_interval({"seconds": 5})
+    assert agent._interval(60) == 5
+
+
+# End to end: the real agent process against the live server.
+
+
+def _claim(code, owner):
+    """Claims through the claiming service (what the owner's form calls)."""
+    from claiming.services import device_claim_by_code
+
+    device_claim_by_code(user=owner, code=code, ip="127.0.0.1")
+
+
+def _wait_for(condition, what, log):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}; agent log:\n{log.read_text()}")
+
+
+@pytest.fixture
+def agent_process(live_server, tmp_path):
+    processes = []
+
+    def start(device):
+        log = tmp_path / f"{device.serial}.log"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "devices.agent",
+                "--url",
+                live_server.url,
+                "--serial",
+                device.serial,
+                "--key",
+                device.raw_factory_key,
+                "--state",
+                str(tmp_path / "state.json"),
+                "--interval",
+                "1",
+            ],
+            cwd=Path(django_settings.BASE_DIR),
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        processes.append(process)
+        return process, log
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_agent_provisions_checks_in_and_completes_a_command(agent_process, settings, owner, tmp_path):
+    settings.DEVICE_POLL_BASE_SECONDS = 1
+    code = ClaimCodeFactory()
+    device = DeviceFactory(claim_code=code, product__checkin_interval=1)
+    process, log = agent_process(device)
+
+    _wait_for(lambda: "unclaimed" in log.read_text(), "the first poll", log)
+    _claim(code.raw_code, owner)
+
+    def online():
+        device.refresh_from_db()
+        return device.status == DeviceStatus.ONLINE and Reading.objects.filter(device=device).exists()
+
+    _wait_for(online, "the first check-in", log)
+    assert device.token_used_at is not None
+    assert set(device.values) == {"temperature", "humidity", "uptime"}
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["certificate"] == device.certificate_pem
+    assert state["certificate"].startswith("-----BEGIN CERTIFICATE-----")
+
+    command = command_send(device=device, name="set_interval", params={"seconds": 2})
+    _wait_for(
+        lambda: Command.objects.get(pk=command.pk).status == CommandStatus.SUCCEEDED,
+        "the command's acknowledgement",
+        log,
+    )
+    assert Command.objects.get(pk=command.pk).result == {"interval": 2}
+
+    # A reset voids the token: the agent starts over and waits for the next owner.
+    Device.objects.filter(pk=device.pk).update(owner=None)
+    device_credentials_revoke(device=device)
+    _wait_for(lambda: "token-refused" in log.read_text(), "the agent to notice the reset", log)
+    _wait_for(lambda: log.read_text().count("unclaimed") >= 2, "the agent to poll again", log)
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=WAIT_SECONDS) == 0
+    assert "stopped" in log.read_text()
