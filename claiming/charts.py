@@ -10,6 +10,11 @@ PAD_Y = 10
 MAX_SERIES = 6
 
 
+def number_label(value) -> str:
+    """At most two decimals, and none that are zero: 69.2, 18, 0.05."""
+    return f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
 @dataclass
 class Series:
     key: str
@@ -19,6 +24,14 @@ class Series:
     maximum: float
     latest: float
     count: int
+
+    @property
+    def labels(self):
+        return {
+            "min": number_label(self.minimum),
+            "max": number_label(self.maximum),
+            "latest": number_label(self.latest),
+        }
 
 
 def _number(value):

@@ -444,7 +444,6 @@ def transfer_token_digest(token: str) -> str:
     return keyed_digest(token, purpose=TRANSFER_PURPOSE)
 
 
-
 @transaction.atomic
 def transfer_offer(*, device: Device, to_email: str, actor, ip) -> tuple[Transfer, str]:
     """The owner offers the device to the person at `to_email`, who gets a link valid 7 days.
@@ -460,9 +459,7 @@ def transfer_offer(*, device: Device, to_email: str, actor, ip) -> tuple[Transfe
         message = "That is your own address. Enter the address of the person who should own the device."
         raise ValidationError(message, fields={"to_email": [message]})
     now = timezone.now()
-    Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
-        cancelled_at=now
-    )
+    Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(cancelled_at=now)
     token = random_token()
     transfer = Transfer.objects.create(
         device=device,
@@ -558,4 +555,3 @@ def transfer_cancel(*, transfer: Transfer, actor, ip) -> Transfer:
     transfer.refresh_from_db()
     logger.info("transfer.cancelled", extra={"transfer_id": transfer.pk, "ip_known": bool(ip)})
     return transfer
-

@@ -179,7 +179,7 @@ def _device_context(request, device, **extra):
         "app_links": selectors.app_link_list_for_device(device),
         "history": selectors.ownership_history_for_device(device, viewer=request.user),
         "transfer": selectors.transfer_open_for_device(device),
-        "pin_form": PinSettingsForm(initial={"claimable": device.claimable}),
+        "pin_form": PinSettingsForm(initial={"claimable": device.claimable and bool(device.pin_digest)}),
     }
     context.update(extra)
     return context

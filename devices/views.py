@@ -17,6 +17,7 @@ from .forms import DeviceRenameForm
 from .models import DeviceStatus
 
 PER_PAGE = 50
+FILTER_ORDER = [DeviceStatus.ONLINE, DeviceStatus.OFFLINE, DeviceStatus.NEVER_SEEN]
 SORT_LABELS = {
     "serial": "Serial number",
     "name": "Name",
@@ -69,8 +70,8 @@ def device_list(request):
         "filters": [
             {"value": "", "label": "All", "count": total, "url": link(status="")},
             *(
-                {"value": value, "label": label, "count": counts[value], "url": link(status=value)}
-                for value, label in DeviceStatus.choices
+                {"value": value, "label": DeviceStatus(value).label, "count": counts[value], "url": link(status=value)}
+                for value in FILTER_ORDER
             ),
         ],
         "here": request.get_full_path(),
