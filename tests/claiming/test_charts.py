@@ -1,0 +1,42 @@
+from datetime import UTC, datetime, timedelta
+
+from claiming.charts import HEIGHT, PAD_X, PAD_Y, WIDTH, number_label, series_from_readings
+from devices.models import Reading
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def readings(*values):
+    return [Reading(recorded_at=START + timedelta(minutes=i), values=v) for i, v in enumerate(values)]
+
+
+def test_one_series_per_numeric_key_text_and_booleans_left_out():
+    series = series_from_readings(readings({"t": 1, "door": "open", "on": True}, {"t": 3, "door": "shut", "on": False}))
+    assert [s.key for s in series] == ["t"]
+
+
+def test_points_span_the_box_from_oldest_to_newest():
+    (series,) = series_from_readings(readings({"t": 10}, {"t": 20}, {"t": 15}))
+    points = [tuple(map(float, p.split(","))) for p in series.points.split()]
+    assert points[0] == (PAD_X, HEIGHT - PAD_Y)  # the lowest value sits on the bottom line
+    assert points[1] == (WIDTH / 2, PAD_Y)  # the highest on the top line
+    assert points[-1][0] == WIDTH - PAD_X
+    assert (series.minimum, series.maximum, series.latest) == (10, 20, 15)
+
+
+def test_a_flat_series_does_not_divide_by_zero():
+    (series,) = series_from_readings(readings({"t": 5}, {"t": 5}))
+    assert series.minimum == series.maximum == 5
+
+
+def test_fewer_than_two_readings_draw_nothing():
+    assert series_from_readings(readings({"t": 1})) == []
+
+
+def test_gaps_and_junk_values_are_skipped():
+    (series,) = series_from_readings(readings({"t": 1}, {"t": "n/a"}, {}, {"t": float("nan")}, {"t": 2}))
+    assert series.count == 2
+
+
+def test_number_labels_drop_useless_decimals():
+    assert [number_label(v) for v in (69.2, 18.0, 0.05, 7, 3.14159)] == ["69.2", "18", "0.05", "7", "3.14"]
