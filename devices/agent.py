@@ -219,7 +219,7 @@ class Agent:
             try:
                 values = self.read_values()
             except (subprocess.SubprocessError, ValueError, OSError) as exc:
-                logger.warning("values unavailable: %s", exc)
+                logger.warning("%s values unavailable: %s", self.serial, exc)
                 values = {}
             response = self.session.post(
                 checkin_url, json={"values": values}, headers=self._bearer(), timeout=HTTP_TIMEOUT
@@ -256,7 +256,7 @@ class Agent:
         )
         if response.status_code == 401:
             raise TokenRefused()
-        logger.info("command %s %s (ack HTTP %s)", name, status, response.status_code)
+        logger.info("%s command %s %s (ack HTTP %s)", self.serial, name, status, response.status_code)
         if name == "reboot" and status == "succeeded":
             self.reboot()
 
@@ -267,7 +267,7 @@ class Agent:
         seconds = params.get("seconds", 10)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 600:
             return "failed", {"error": "seconds must be between 1 and 600"}
-        logger.info("identify: blinking for %s s", seconds)
+        logger.info("%s identify: blinking for %s s", self.serial, seconds)
         return "succeeded", {"blinked_for": seconds}
 
     def command_set_interval(self, params):
