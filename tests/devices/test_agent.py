@@ -172,3 +172,44 @@ def test_agent_provisions_checks_in_and_completes_a_command(agent_process, setti
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=WAIT_SECONDS) == 0
     assert "stopped" in log.read_text()
+
+
+# The demo runner: children start, and Ctrl-C stops every one of them.
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_rundemo_starts_agents_and_ctrl_c_stops_everything(tmp_path):
+    env = {**os.environ, "PORTAL_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    env.pop("DATABASE_URL", None)  # its own SQLite file in tmp_path, not the test database
+    root = Path(django_settings.BASE_DIR)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True)
+    (tmp_path / "demo-devices.json").write_text(json.dumps([{"serial": "DEMO-1", "factory_key": "k"}]))
+    port = _free_port()
+    log = tmp_path / "demo.log"
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "rundemo", "--addr", f"127.0.0.1:{port}", "--no-worker"],
+        cwd=root,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # The agent's first poll is refused (no such device in that database): it is running.
+        _wait_for(lambda: "DEMO-1 refused" in log.read_text(), "the demo agent's first poll", log)
+        children = subprocess.run(["pgrep", "-P", str(demo.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2  # web and one agent
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=WAIT_SECONDS) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert "DEMO-1 stopped" in log.read_text()
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
