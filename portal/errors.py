@@ -5,6 +5,7 @@ endpoint answers {"error": {"code", "message", "fields"?}}.
 """
 
 import logging
+import math
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied
@@ -87,8 +88,9 @@ def api_exception_handler(exc, context):
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    if isinstance(exc, exceptions.Throttled):
+        # DRF's wait is fractional (or None when unknown); round up so a client never retries early.
+        headers["Retry-After"] = str(max(1, math.ceil(exc.wait or 1)))
     if isinstance(exc, exceptions.ValidationError):
         fields = _drf_fields(exc.detail)
         if isinstance(exc.detail, list):
@@ -96,6 +98,9 @@ def api_exception_handler(exc, context):
         else:
             message = "Some fields are not valid." if fields else str(exc.detail)
         body = error_body("invalid", message, fields)
+    elif isinstance(exc, exceptions.ParseError):
+        # One code for a body that is not JSON, as the device protocol answers it.
+        body = error_body("malformed_json", str(exc.detail))
     else:
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         body = error_body(code, str(exc.detail))

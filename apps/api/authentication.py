@@ -1,0 +1,101 @@
+"""Who is calling the integrator API: an application, by `Authorization: Basic base64(AppId:Secret)`.
+
+The Secret is compared with its keyed digest in constant time, and an unknown App Id costs the
+same work as a known one, so timing tells nothing about which App Ids exist. A paused or deleted
+application is refused like a wrong Secret (401). No session authentication: the API has no
+cookies, so no CSRF.
+"""
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+
+from apps import services as app_services
+from apps.models import Application
+from portal.secrets import digests_match
+
+logger = logging.getLogger(__name__)
+
+REALM = "api"
+MAX_APP_ID_LENGTH = Application._meta.get_field("app_id").max_length
+MAX_SECRET_LENGTH = 200
+
+
+def _secret_purpose() -> str:
+    # TEMP until apps.services defines APP_SECRET_PURPOSE (the applications issue).
+    return getattr(app_services, "APP_SECRET_PURPOSE", "app-secret")
+
+
+# Compared against when the App Id is unknown, so both paths compute and compare one digest.
+_NO_DIGEST = "0" * 64
+
+
+@dataclass(frozen=True)
+class ApplicationClient:
+    """`request.user` of an API call: the application itself, never a person."""
+
+    application: Application
+    is_authenticated = True
+    is_anonymous = False
+
+    def __str__(self):
+        return f"application {self.application.app_id}"
+
+
+def _credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise exceptions.AuthenticationFailed("The Basic credentials are not valid base64 of AppId:Secret.") from None
+    app_id, sep, secret = decoded.partition(":")
+    if not sep or not app_id or not secret or len(app_id) > MAX_APP_ID_LENGTH or len(secret) > MAX_SECRET_LENGTH:
+        raise exceptions.AuthenticationFailed("The Basic credentials must be AppId:Secret.")
+    return app_id, secret
+
+
+class ApplicationBasicAuthentication(BaseAuthentication):
+    """HTTP Basic with the application's App Id as user name and its Secret as password."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        credentials = _credentials(header)
+        if credentials is None:
+            return None  # another scheme: answered 401 with our challenge by IsAuthenticated
+        app_id, secret = credentials
+        application = Application.objects.filter(app_id=app_id).first()
+        digest = application.secret_digest if application is not None else _NO_DIGEST
+        if not digests_match(secret, digest, purpose=_secret_purpose()) or application is None:
+            logger.warning("api.auth_rejected", extra={"reason": "wrong_credentials", "app_id": app_id[:8]})
+            raise exceptions.AuthenticationFailed("The App Id or Secret is wrong.")
+        if application.paused_at is not None:
+            logger.warning("api.auth_rejected", extra={"reason": "paused", "app_id": app_id})
+            raise exceptions.AuthenticationFailed(
+                "This application is paused. Its owner can resume it on the application's page."
+            )
+        return ApplicationClient(application), application
+
+    def authenticate_header(self, request):
+        return f'Basic realm="{REALM}"'
+
+
+class ApplicationBasicScheme(OpenApiAuthenticationExtension):
+    target_class = ApplicationBasicAuthentication
+    name = "appBasic"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Your application's App Id as user name and its Secret as password: "
+            "`Authorization: Basic base64(AppId:Secret)`. Both are on the application's page in the portal.",
+        }

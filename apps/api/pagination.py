@@ -1,0 +1,40 @@
+from rest_framework import exceptions
+from rest_framework.pagination import CursorPagination
+
+
+class ApiCursorPagination(CursorPagination):
+    """Opaque `cursor` links (`next`, `previous`) and `limit` rows a page: stable while rows are added.
+
+    Each page is one query whatever its size: the cursor is a position in an indexed order, never
+    an OFFSET over everything before it, and there is no COUNT(*).
+    """
+
+    page_size = 50
+    page_size_query_param = "limit"
+    page_size_query_description = "Rows per page, 1 to 100 (default 50)."
+    max_page_size = 100
+    cursor_query_description = "The position to continue from: take the `next` or `previous` link as it is."
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            # A malformed cursor is bad input (400), not a missing page.
+            raise exceptions.ValidationError({self.cursor_query_param: ["This cursor is not valid."]}) from None
+
+
+class DeviceCursorPagination(ApiCursorPagination):
+    ordering = "serial"  # unique, and the (owner, serial) index's order
+
+
+class ReadingCursorPagination(ApiCursorPagination):
+    ordering = "-recorded_at"  # newest first, the reading_device_time index
+
+
+class CommandCursorPagination(ApiCursorPagination):
+    ordering = "-created_at"
+
+
+class EventCursorPagination(ApiCursorPagination):
+    # Oldest first, so following `next` walks forward in time and a poller never misses an event.
+    ordering = "created_at"

@@ -1,0 +1,125 @@
+"""Inputs and outputs of the integrator API: `<Entity>Output`, `<Entity><Action>Input`."""
+
+from drf_spectacular.utils import OpenApiExample
+from rest_framework import serializers
+
+from devices.commands import MAX_TTL
+from devices.models import DeviceEventType, DeviceStatus
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ApiErrorDetailOutput(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `not_found`, `invalid`, `throttled`.")
+    message = serializers.CharField(help_text="A sentence for a person.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors by input field (400 only).",
+    )
+
+
+class ErrorOutput(serializers.Serializer):
+    """The one error shape of every 4xx answer."""
+
+    error = ApiErrorDetailOutput()
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+class DeviceOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    serial = serializers.CharField()
+    product = serializers.CharField(source="product.slug", help_text="The product's slug.")
+    name = serializers.CharField(help_text="The owner's nickname for the device; may be empty.")
+    status = serializers.ChoiceField(choices=DeviceStatus.choices)
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    last_ip = serializers.CharField(allow_null=True, help_text="Address of the last check-in.")
+
+
+class DeviceDetailOutput(DeviceOutput):
+    values = serializers.DictField(help_text="The latest values the device reported.")
+
+
+class DeviceFilterInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=DeviceStatus.choices, required=False)
+    product = serializers.SlugField(required=False, help_text="A product's slug.")
+    seen_since = serializers.DateTimeField(
+        required=False, help_text="Only devices that checked in at or after this time (ISO 8601)."
+    )
+
+
+# --- readings ----------------------------------------------------------------------------------
+
+
+class ReadingOutput(serializers.Serializer):
+    recorded_at = serializers.DateTimeField()
+    values = serializers.DictField()
+
+
+class ReadingFilterInput(serializers.Serializer):
+    since = serializers.DateTimeField(required=False, help_text="Readings recorded at or after this time.")
+    until = serializers.DateTimeField(required=False, help_text="Readings recorded before this time.")
+
+    def validate(self, attrs):
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": ["Must be later than since."]})
+        return attrs
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+class CommandOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    params = serializers.DictField()
+    status = serializers.CharField(help_text="`pending` → `delivered` → `succeeded` | `failed`, or `expired`.")
+    result = serializers.DictField(help_text="What the device reported with `succeeded` or `failed`.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(help_text="Not delivered by then, the command expires.")
+
+
+class CommandSendInput(serializers.Serializer):
+    name = serializers.CharField(max_length=64, help_text="One of the commands the device's product accepts.")
+    params = serializers.JSONField(
+        required=False, default=dict, help_text="A flat object of numbers, strings, booleans and nulls."
+    )
+    ttl = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=int(MAX_TTL.total_seconds()),
+        help_text="Seconds the command waits for the device before it expires (default 3600).",
+    )
+
+
+COMMAND_SEND_EXAMPLE = OpenApiExample(
+    "Set the reporting interval", value={"name": "set_interval", "params": {"seconds": 30}, "ttl": 600}
+)
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+class EventOutput(serializers.Serializer):
+    id = serializers.UUIDField(help_text="Also the `webhook-id` of the same event delivered to your callback.")
+    type = serializers.ChoiceField(choices=DeviceEventType.choices)
+    device = serializers.UUIDField(source="device_id")
+    created_at = serializers.DateTimeField()
+    data = serializers.DictField()
+
+
+class EventFilterInput(serializers.Serializer):
+    since = serializers.DateTimeField(
+        required=False, help_text="Events recorded at or after this time (default: the last 24 hours)."
+    )
+
+
+# --- connect links -----------------------------------------------------------------------------
+
+
+class ConnectLinkOutput(serializers.Serializer):
+    url = serializers.URLField(help_text="Send the user here: signed in, they add your application in one step.")
+    expires_at = serializers.DateTimeField()

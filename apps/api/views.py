@@ -1,0 +1,219 @@
+"""The integrator API under /api/v1/: an application reads and commands the devices linked to it.
+
+Every view starts from `selectors.device_list_for_application`, so a device the caller may not
+see is a 404 (never a 403) everywhere. Authentication, the permission and the throttle come from
+`ApplicationApi`; errors leave through `portal.errors.api_exception_handler` in the one shape.
+"""
+
+import logging
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.models import Application
+from devices.commands import command_send
+
+from . import selectors
+from .authentication import ApplicationBasicAuthentication
+from .pagination import (
+    CommandCursorPagination,
+    DeviceCursorPagination,
+    EventCursorPagination,
+    ReadingCursorPagination,
+)
+from .schema import LIST_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
+from .serializers import (
+    COMMAND_SEND_EXAMPLE,
+    CommandOutput,
+    CommandSendInput,
+    DeviceDetailOutput,
+    DeviceFilterInput,
+    DeviceOutput,
+    EventFilterInput,
+    EventOutput,
+    ReadingFilterInput,
+    ReadingOutput,
+)
+from .throttling import ApplicationRateThrottle
+
+logger = logging.getLogger(__name__)
+
+DEVICE_ID = OpenApiParameter("device_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The device's id.")
+COMMAND_ID = OpenApiParameter("command_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The command's id.")
+# Headers of the error answers, so clients (and the schema checks) know to expect them.
+ERROR_HEADERS = [
+    OpenApiParameter(
+        "WWW-Authenticate", str, OpenApiParameter.HEADER, response=[401], description='`Basic realm="api"`'
+    ),
+    OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, response=[429], description="Seconds to wait."),
+]
+
+
+class ApplicationApi(APIView):
+    """Base of every integrator endpoint: Basic AppId:Secret, authenticated only, throttled per application."""
+
+    authentication_classes = [ApplicationBasicAuthentication]
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [ApplicationRateThrottle]
+
+    @property
+    def application(self) -> Application:
+        return self.request.auth
+
+    def query_input(self, serializer_class) -> dict:
+        serializer = serializer_class(data=self.request.query_params)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def body_input(self, serializer_class) -> dict:
+        serializer = serializer_class(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def paginated(self, queryset, output_class):
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        return paginator.get_paginated_response(output_class(page, many=True).data)
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+class DeviceListApi(ApplicationApi):
+    """The devices linked to your application, by serial; filter by status, product or last check-in."""
+
+    pagination_class = DeviceCursorPagination
+
+    @extend_schema(
+        operation_id="devices_list",
+        summary="List the devices linked to your application",
+        parameters=[DeviceFilterInput, *ERROR_HEADERS],
+        responses={200: DeviceOutput(many=True), **error_responses(*LIST_ERRORS)},
+        tags=["devices"],
+    )
+    def get(self, request):
+        filters = self.query_input(DeviceFilterInput)
+        devices = selectors.device_list_for_application(self.application).select_related("product")
+        devices = selectors.device_filter(devices, **filters)
+        return self.paginated(devices, DeviceOutput)
+
+
+class DeviceDetailApi(ApplicationApi):
+    """One linked device with the values it reported last."""
+
+    @extend_schema(
+        operation_id="devices_retrieve",
+        summary="One device, with its latest values",
+        parameters=[DEVICE_ID, *ERROR_HEADERS],
+        responses={200: DeviceDetailOutput, **error_responses(*READ_ERRORS)},
+        tags=["devices"],
+    )
+    def get(self, request, device_id):
+        device = selectors.device_get_for_application(self.application, device_id)
+        return Response(DeviceDetailOutput(device).data)
+
+
+class ReadingListApi(ApplicationApi):
+    """A linked device's value history between `since` and `until`, newest first."""
+
+    pagination_class = ReadingCursorPagination
+
+    @extend_schema(
+        operation_id="devices_readings_list",
+        summary="A device's value history, newest first",
+        parameters=[DEVICE_ID, ReadingFilterInput, *ERROR_HEADERS],
+        responses={200: ReadingOutput(many=True), **error_responses(*READ_ERRORS)},
+        tags=["devices"],
+    )
+    def get(self, request, device_id):
+        filters = self.query_input(ReadingFilterInput)
+        device = selectors.device_get_for_application(self.application, device_id)
+        return self.paginated(selectors.reading_list_for_device(device, **filters), ReadingOutput)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+class CommandListApi(ApplicationApi):
+    """Send commands to a linked device, and list the ones your application sent."""
+
+    pagination_class = CommandCursorPagination
+
+    @extend_schema(
+        operation_id="devices_commands_list",
+        summary="The commands your application sent to a device, newest first",
+        parameters=[DEVICE_ID, *ERROR_HEADERS],
+        responses={200: CommandOutput(many=True), **error_responses(*READ_ERRORS)},
+        tags=["commands"],
+    )
+    def get(self, request, device_id):
+        device = selectors.device_get_for_application(self.application, device_id)
+        return self.paginated(selectors.command_list_for_application(self.application, device), CommandOutput)
+
+    @extend_schema(
+        operation_id="devices_commands_create",
+        summary="Send a command to a device",
+        description="Queued until the device's next check-in. A name the device's product does not accept "
+        "is a 400 naming the field `name`.",
+        parameters=[DEVICE_ID, *ERROR_HEADERS],
+        request=CommandSendInput,
+        examples=[COMMAND_SEND_EXAMPLE],
+        responses={201: CommandOutput, **error_responses(*WRITE_ERRORS)},
+        tags=["commands"],
+    )
+    def post(self, request, device_id):
+        data = self.body_input(CommandSendInput)
+        device = selectors.device_get_for_application(self.application, device_id)
+        command = command_send(
+            device=device,
+            name=data["name"],
+            params=data.get("params"),
+            ttl=data.get("ttl"),
+            sent_by_app=self.application.app_id,
+        )
+        location = reverse("apps-api:command-detail", args=[device.pk, command.pk])
+        return Response(CommandOutput(command).data, status=status.HTTP_201_CREATED, headers={"Location": location})
+
+
+class CommandDetailApi(ApplicationApi):
+    """One command your application sent: its status and the device's result."""
+
+    @extend_schema(
+        operation_id="devices_commands_retrieve",
+        summary="Follow one command",
+        parameters=[DEVICE_ID, COMMAND_ID, *ERROR_HEADERS],
+        responses={200: CommandOutput, **error_responses(*READ_ERRORS)},
+        tags=["commands"],
+    )
+    def get(self, request, device_id, command_id):
+        device = selectors.device_get_for_application(self.application, device_id)
+        command = selectors.command_get_for_application(self.application, device, command_id)
+        return Response(CommandOutput(command).data)
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+class EventListApi(ApplicationApi):
+    """Events of your linked devices since they were linked: the webhook stream, for polling."""
+
+    pagination_class = EventCursorPagination
+
+    @extend_schema(
+        operation_id="events_list",
+        summary="Recent events of your devices, oldest first",
+        description="For integrators who poll instead of receiving callbacks. The same events, with the "
+        "same ids, as the webhook deliveries: deduplicate by `id`. Follow `next` to the end, then poll "
+        "again later with `since` set to the `created_at` of the last event you read.",
+        parameters=[EventFilterInput, *ERROR_HEADERS],
+        responses={200: EventOutput(many=True), **error_responses(*LIST_ERRORS)},
+        tags=["events"],
+    )
+    def get(self, request):
+        filters = self.query_input(EventFilterInput)
+        return self.paginated(selectors.event_list_for_application(self.application, **filters), EventOutput)
