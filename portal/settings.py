@@ -289,6 +289,9 @@ DEVICE_RATE_LIMIT_PER_DEVICE = envint("DEVICE_RATE_LIMIT_PER_DEVICE", "60")
 DEVICE_RATE_LIMIT_PER_IP = envint("DEVICE_RATE_LIMIT_PER_IP", "1200")
 READING_RETENTION_DAYS = envint("READING_RETENTION_DAYS", "30")
 
+# Integrator API calls per application ("<n>/second|minute|hour|day"), counted on the shared cache.
+API_THROTTLE_RATE = os.getenv("API_THROTTLE_RATE", "600/minute")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -305,6 +308,7 @@ SPECTACULAR_SETTINGS = {
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"DeviceStatusEnum": "devices.models.DeviceStatus"},
 }
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")
