@@ -173,7 +173,7 @@ def _claim(*, user, candidates, via, application, ip, actor=None, kind=Ownership
     """
     now = timezone.now()
     ids = [device.pk for device in candidates]
-    Device.objects.filter(pk__in=ids, owner__isnull=True).update(owner=user, owned_since=now)
+    Device.objects.filter(pk__in=ids, owner__isnull=True).update(owner=user, owned_since=now, preclaim_email="")
     won = list(
         Device.objects.filter(pk__in=ids, owner=user, owned_since=now).select_related("product").order_by("serial")
     )
@@ -271,7 +271,7 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
     # Conditional on the state just read: a concurrent claim or PIN change makes this a no-op.
     changed = Device.objects.filter(
         pk=device.pk, owner_id=previous_owner_id, claimable=True, pin_digest=device.pin_digest
-    ).update(owner=user, owned_since=now, claimable=False)
+    ).update(owner=user, owned_since=now, claimable=False, preclaim_email="")
     if changed != 1:
         raise AlreadyClaimed()
     if previous_owner_id is not None:
@@ -395,7 +395,6 @@ def device_preclaims_apply(*, user, email: str) -> list[Device]:
     won = _claim(
         user=user, candidates=candidates, via="preclaim", application=None, ip=None, detail=f"Pre-claimed for {email}"
     )
-    Device.objects.filter(pk__in=[d.pk for d in won]).update(preclaim_email="")
     return won
 
 

@@ -377,3 +377,10 @@ def test_preclaim_does_not_take_a_device_claimed_meanwhile(staff, owner, rf):
     user = UserFactory(email="late@example.com")
     assert services.device_preclaims_apply(user=user, email="late@example.com") == []
     assert Device.objects.get(pk=device.pk).owner == owner
+
+
+def test_a_claim_clears_a_stale_preclaim(owner, staff, code):
+    device = DeviceFactory(claim_code=code)
+    services.device_preclaim(devices=[device], email="someone.else@example.com", actor=staff)
+    claim_code(owner, code.raw_code)
+    assert Device.objects.get(pk=device.pk).preclaim_email == ""
