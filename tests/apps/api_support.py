@@ -4,7 +4,7 @@ import base64
 import itertools
 
 from apps.api.authentication import _secret_purpose
-from apps.models import AppLink, Application
+from apps.models import Application, AppLink
 from portal.secrets import encrypt, keyed_digest, random_token
 
 _app_numbers = itertools.count(1)
@@ -39,4 +39,3 @@ def basic_header(app_id, secret) -> dict:
 
 def auth(application) -> dict:
     return basic_header(application.app_id, application.raw_secret)
-

@@ -99,7 +99,12 @@ def test_list_filters_by_product(client, owner, application, app_auth):
 def test_list_filters_by_seen_since(client, owner, application, app_auth):
     now = timezone.now()
     recent = DeviceFactory(owner=owner, last_seen_at=now - timedelta(minutes=5))
-    link(application, recent, DeviceFactory(owner=owner, last_seen_at=now - timedelta(days=2)), DeviceFactory(owner=owner))
+    link(
+        application,
+        recent,
+        DeviceFactory(owner=owner, last_seen_at=now - timedelta(days=2)),
+        DeviceFactory(owner=owner),
+    )
     since = (now - timedelta(hours=1)).isoformat()
     rows = client.get(DEVICES_URL, {"seen_since": since}, **app_auth).json()["results"]
     assert [row["id"] for row in rows] == [str(recent.pk)]
