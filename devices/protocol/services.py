@@ -8,11 +8,14 @@ the open commands; other databases take a portable path of a few ORM queries.
 import json
 import logging
 import random
+import uuid
+from contextlib import contextmanager
 from functools import cache
 from http import HTTPStatus
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -40,6 +43,16 @@ logger = logging.getLogger(__name__)
 MAX_VALUES = 64
 MAX_ATTEMPT_EXPONENT = 20
 COMMANDS_PER_ANSWER = 20
+
+
+if is_psycopg3:
+    import psycopg
+
+    class _PreparingCursor(psycopg.Cursor):
+        """Server-side binding, and every statement prepared (Django turns automatic preparing off)."""
+
+        def execute(self, query, params=None, *, prepare=True, binary=None):
+            return super().execute(query, params, prepare=prepare, binary=binary)
 
 
 class Unauthenticated(ApplicationError):
@@ -72,39 +85,26 @@ def device_provision(*, serial: str, factory_key: str, attempt: int = 0, csr_pem
     Raises Unauthenticated (same answer for an unknown serial and a wrong key) or CsrError.
     """
     for _ in range(3):
-        device = (
-            Device.objects.select_related("product")
-            .only(
-                "id",
-                "serial",
-                "factory_key_digest",
-                "owner_id",
-                "token_used_at",
-                "product__id",
-                "product__name",
-                "product__slug",
-                "product__poll_cap",
-                "product__certificate_days",
-                "product__ca_certificate_pem",
-            )
-            .filter(serial=serial)
-            .first()
-        )
-        stored = device.factory_key_digest if device else _dummy_factory_key_digest()
-        if not digests_match(factory_key, stored, purpose=FACTORY_KEY_PURPOSE) or device is None:
+        # The hot path (a factory of unclaimed devices polling) is this one prepared SELECT.
+        with _cursor() as cursor:
+            cursor.execute(_poll_sql(), [serial])
+            row = cursor.fetchone()
+        stored = row[1] if row else _dummy_factory_key_digest()
+        if not digests_match(factory_key, stored, purpose=FACTORY_KEY_PURPOSE) or row is None:
             raise Unauthenticated()
-        if device.owner_id is None:
-            wait = retry_after_seconds(attempt=attempt, cap=device.product.poll_cap)
-            return {"state": "unclaimed", "retry_after": wait}
-        if device.token_used_at is not None:
+        device_id, _digest, owner_id, token_used, poll_cap = row
+        if owner_id is None:
+            return {"state": "unclaimed", "retry_after": retry_after_seconds(attempt=attempt, cap=poll_cap)}
+        if token_used:
             return {"state": "provisioned"}
+        device = Device.objects.select_related("product").get(pk=device_id)
         certificate = certificate_serial = ""
         if csr_pem is not None:
             certificate, certificate_serial = certificate_issue(product=device.product, serial=serial, csr_pem=csr_pem)
         token = random_token(32)
         # Conditional: a check-in with the previous token, or a reset, may have landed meanwhile;
         # then this poll must not hand out credentials, and is answered afresh.
-        issued = Device.objects.filter(pk=device.pk, owner_id=device.owner_id, token_used_at__isnull=True).update(
+        issued = Device.objects.filter(pk=device.pk, owner_id=owner_id, token_used_at__isnull=True).update(
             token_digest=token_digest(token),
             token_issued_at=timezone.now(),
             certificate_pem=certificate,
@@ -130,6 +130,38 @@ def values_validate(values) -> dict:
     if errors := flat_object_errors(values, max_keys=MAX_VALUES, what="values"):
         raise ValidationError(errors[0], code="invalid_values", fields={"values": errors})
     return values
+
+
+@contextmanager
+def _cursor():
+    """A cursor whose statements PostgreSQL plans once per connection.
+
+    Django binds parameters client-side and never prepares, so PostgreSQL would plan the check-in
+    statement (five tables, their indexes) on every call: that planning costs more than running
+    it. A server-binding psycopg cursor that prepares every statement it runs, wrapped by Django
+    (error translation, query logging in tests), keeps the plan. Connection poolers in
+    transaction mode need prepared-statement support (PgBouncer ≥ 1.21, max_prepared_statements).
+    """
+    if connection.vendor != "postgresql" or not is_psycopg3:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = _PreparingCursor(connection.connection)
+    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    with cursor:
+        yield cursor
+
+
+@cache
+def _poll_sql() -> str:
+    q = connection.ops.quote_name
+    device, product = q(Device._meta.db_table), q(Product._meta.db_table)
+    return (
+        f"SELECT d.id, d.factory_key_digest, d.owner_id, d.token_used_at IS NOT NULL, p.poll_cap "  # noqa: S608
+        f"FROM {device} d INNER JOIN {product} p ON p.id = d.product_id WHERE d.serial = %s"
+    )
 
 
 @cache
@@ -172,9 +204,7 @@ SELECT dev.id, dev.old_status, dev.first_use, p.checkin_interval,
 
 
 def _checkin_postgresql(*, digest, values, ip, now):
-    import uuid
-
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             _checkin_sql(),
             {

@@ -18,18 +18,16 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.views import APIView
 
-from portal import ratelimit
 from portal.errors import ApplicationError, Throttled, ValidationError, error_body
 from portal.http import client_ip
 
 from ..commands import command_ack
 from ..services import token_digest
-from . import schema, services
+from . import limits, schema, services
 from .services import Unauthenticated
 
 logger = logging.getLogger(__name__)
 
-RATE_WINDOW = 60
 MAX_TOKEN_LENGTH = 200
 MAX_SERIAL_LENGTH = 64
 
@@ -96,13 +94,11 @@ def read_json_object(request, *, required=True) -> dict:
     return data
 
 
-def _limit_ip(request, scope):
-    ident = client_ip(request) or "-"
-    ratelimit.hit(f"dev-ip-{scope}", ident, limit=settings.DEVICE_RATE_LIMIT_PER_IP, window=RATE_WINDOW)
-
-
-def _limit_device(scope, ident):
-    ratelimit.hit(f"dev-{scope}", ident, limit=settings.DEVICE_RATE_LIMIT_PER_DEVICE, window=RATE_WINDOW)
+def _limit(request, scope, device_ident):
+    limits.hit(
+        (f"dev-ip-{scope}", client_ip(request) or "-", settings.DEVICE_RATE_LIMIT_PER_IP),
+        (f"dev-{scope}", device_ident, settings.DEVICE_RATE_LIMIT_PER_DEVICE),
+    )
 
 
 def _bearer_token(request) -> str:
@@ -157,9 +153,13 @@ class DeviceEndpoint(APIView):
 
 
 def _device_from_token(request, scope):
-    _limit_ip(request, scope)
-    token = _bearer_token(request)
-    _limit_device(scope, token_digest(token)[:32])
+    try:
+        token = _bearer_token(request)
+    except Unauthenticated:
+        # Still counted against the address: guessing tokens must be limited too.
+        limits.hit((f"dev-ip-{scope}", client_ip(request) or "-", settings.DEVICE_RATE_LIMIT_PER_IP))
+        raise
+    _limit(request, scope, token_digest(token)[:32])
     return token
 
 
@@ -185,9 +185,12 @@ class DeviceProvisionApi(DeviceEndpoint):
         responses={200: schema.DeviceProvisionOutput, **_ERRORS},
     )
     def post(self, request):
-        _limit_ip(request, self.scope)
-        serial, key = _basic_credentials(request)
-        _limit_device(self.scope, serial)
+        try:
+            serial, key = _basic_credentials(request)
+        except Unauthenticated:
+            limits.hit((f"dev-ip-{self.scope}", client_ip(request) or "-", settings.DEVICE_RATE_LIMIT_PER_IP))
+            raise
+        _limit(request, self.scope, serial)
         body = read_json_object(request, required=False)
         attempt = body.get("attempt", 0)
         if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
