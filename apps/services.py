@@ -1,5 +1,817 @@
-"""Applications, links and webhook delivery."""
+"""Applications, device links, connect links and webhook delivery.
+
+Delivery is at least once and the truth is in the database: the outbox relay hands DeviceEvents to
+`deliveries_fan_out`, which writes one Delivery row per (event, linked application) and queues a
+send after commit. A Delivery's `next_attempt_at` is both its schedule and its lease: whoever moves
+it forward with a conditional UPDATE owns the next attempt, so a lost task message, a killed worker
+or a broker that was down only delays a delivery until the beat task (`deliveries_send_due`, every
+30 s) finds it due again.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import requests
+from django.conf import settings
+from django.core.mail import send_mail
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from devices.models import DeviceEvent, DeviceEventType
+from devices.outbox import event_record, events_record
+from portal.errors import Conflict, NotFound, ValidationError
+from portal.secrets import decrypt, encrypt, keyed_digest, random_crockford, random_token
+
+from . import ssrf
+from .models import Application, AppLink, CallbackAuthStyle, Connection, ConnectLink, Delivery, DeliveryStatus
+from .selectors import application_list_for_owner
+
+logger = logging.getLogger(__name__)
+
+# The integrator API authenticates `Basic AppId:Secret` against the digest made with this purpose.
+APP_SECRET_PURPOSE = "app-secret"
+CONNECT_LINK_PURPOSE = "connect-link"
+CONNECT_LINK_TTL = timedelta(hours=1)
+
+SECRET_BYTES = 32
+SECRET_MIN_LENGTH = 16
+SECRET_MAX_LENGTH = 200
+SIGNING_SECRET_PREFIX = "whsec_"
+# An HTTP token (RFC 9110): what may stand before the secret in `Authorization: <prefix> <secret>`.
+_TOKEN_PREFIX_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]*$")
+_SECRET_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: it travels in a header
+
+# Waits after the 1st, 2nd, ... failed attempt; after the last one the delivery is `failed`.
+RETRY_DELAYS = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
+RETRY_JITTER = 0.2
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+MAX_RETRY_AFTER = 10 * 3600
+PAUSE_AFTER_FAILING = timedelta(days=5)
+# A queued send owns its delivery this long; if the message is lost, the beat task takes it after.
+ENQUEUE_LEASE = timedelta(minutes=2)
+# Waits this short are queued with a countdown; longer ones are left to the beat task.
+SHORT_WAIT_SECONDS = 60
+RESPONSE_READ_LIMIT = 64 * 1024
+DUE_BATCH = 500
+
+
+# --- applications ------------------------------------------------------------------------------
+
+
+def _field_error(field, message):
+    return ValidationError(message, fields={field: [message]})
+
+
+def secret_generate() -> str:
+    return random_token(SECRET_BYTES)
+
+
+def signing_secret_generate() -> str:
+    return SIGNING_SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode()
+
+
+def app_id_generate() -> str:
+    return "app_" + random_crockford(20).lower()
+
+
+def secret_validate(secret: str) -> str:
+    if not SECRET_MIN_LENGTH <= len(secret) <= SECRET_MAX_LENGTH:
+        raise _field_error("secret", f"A Secret has {SECRET_MIN_LENGTH} to {SECRET_MAX_LENGTH} characters.")
+    if not _SECRET_RE.match(secret):
+        raise _field_error("secret", "A Secret may only hold printable ASCII characters, without spaces.")
+    return secret
+
+
+def token_prefix_validate(prefix: str) -> str:
+    prefix = (prefix or "").strip()
+    limit = Application._meta.get_field("token_prefix").max_length
+    if len(prefix) > limit or not _TOKEN_PREFIX_RE.match(prefix):
+        raise _field_error("token_prefix", f"A prefix is one word of letters, digits or -._~ (at most {limit}).")
+    return prefix
+
+
+def callback_url_validate(url: str) -> str:
+    """The callback URL as it will be stored, or a ValidationError on `callback_url` (SSRF guard)."""
+    url = (url or "").strip()
+    if not url:
+        return ""
+    if len(url) > Application._meta.get_field("callback_url").max_length:
+        raise _field_error("callback_url", "This URL is too long.")
+    try:
+        ssrf.check_url(url)
+    except ssrf.UnsafeTarget as exc:
+        raise _field_error("callback_url", exc.message) from None
+    return url
+
+
+def _name_validate(name: str) -> str:
+    name = " ".join((name or "").split())
+    limit = Application._meta.get_field("name").max_length
+    if not name:
+        raise _field_error("name", "Give the application a name.")
+    if len(name) > limit:
+        raise _field_error("name", f"A name has at most {limit} characters.")
+    return name
+
+
+def _set_secret(application, secret):
+    application.secret_encrypted = encrypt(secret)
+    application.secret_digest = keyed_digest(secret, purpose=APP_SECRET_PURPOSE)
+
+
+@transaction.atomic
+def application_create(
+    *,
+    owner,
+    name,
+    callback_url="",
+    auth_style=CallbackAuthStyle.BASIC,
+    token_prefix="Token",  # noqa: S107 - the Authorization scheme word, not a secret
+    secret=None,
+    managed=False,
+    description="",
+    registration_url="",
+    logo_url="",
+) -> tuple[Application, str]:
+    """Creates an application and returns it with its raw Secret, which is never readable again.
+
+    The Secret is generated (32 random bytes) unless the owner typed one; it is stored encrypted
+    (it goes into callback headers) and as a keyed digest (API authentication). The callback URL
+    passes the SSRF guard. The signing secret is separate and generated here.
+    """
+    name = _name_validate(name)
+    callback_url = callback_url_validate(callback_url)
+    if auth_style not in CallbackAuthStyle.values:
+        raise _field_error("auth_style", "Choose Basic or Token.")
+    token_prefix = token_prefix_validate(token_prefix)
+    secret = secret_validate(secret) if secret else secret_generate()
+    application = Application(
+        app_id=app_id_generate(),
+        owner=owner,
+        name=name,
+        callback_url=callback_url,
+        auth_style=auth_style,
+        token_prefix=token_prefix,
+        managed=managed,
+        description=description,
+        registration_url=registration_url,
+        logo_url=logo_url,
+        signing_secret_encrypted=encrypt(signing_secret_generate()),
+    )
+    _set_secret(application, secret)
+    application.save()
+    logger.info("application.created", extra={"app_id": application.app_id, "owner_id": getattr(owner, "pk", None)})
+    return application, secret
+
+
+@transaction.atomic
+def application_update(*, application, name, callback_url, auth_style, token_prefix) -> Application:
+    """Changes an application's settings; the callback URL passes the SSRF guard again."""
+    application.name = _name_validate(name)
+    application.callback_url = callback_url_validate(callback_url)
+    if auth_style not in CallbackAuthStyle.values:
+        raise _field_error("auth_style", "Choose Basic or Token.")
+    application.auth_style = auth_style
+    application.token_prefix = token_prefix_validate(token_prefix)
+    application.save(update_fields=["name", "callback_url", "auth_style", "token_prefix"])
+    logger.info("application.updated", extra={"app_id": application.app_id})
+    return application
+
+
+@transaction.atomic
+def application_secret_replace(*, application, secret=None) -> str:
+    """Replaces the Secret (generated, or the owner's own) and returns it; the old one stops working."""
+    secret = secret_validate(secret) if secret else secret_generate()
+    _set_secret(application, secret)
+    application.save(update_fields=["secret_encrypted", "secret_digest"])
+    logger.info("application.secret_replaced", extra={"app_id": application.app_id})
+    return secret
+
+
+@transaction.atomic
+def application_signing_secret_rotate(*, application) -> str:
+    signing_secret = signing_secret_generate()
+    application.signing_secret_encrypted = encrypt(signing_secret)
+    application.save(update_fields=["signing_secret_encrypted"])
+    logger.info("application.signing_secret_rotated", extra={"app_id": application.app_id})
+    return signing_secret
+
+
+def application_signing_secret(application) -> str:
+    return decrypt(application.signing_secret_encrypted)
+
+
+@transaction.atomic
+def application_delete(*, application) -> None:
+    """Deletes an application with its links and deliveries; linked devices hear `device.unlinked`."""
+    links = list(AppLink.objects.filter(application=application).select_related("device"))
+    events_record(
+        [
+            DeviceEvent(
+                device=link.device,
+                type=DeviceEventType.UNLINKED,
+                data={"application_id": application.app_id, "reason": "application_deleted"},
+            )
+            for link in links
+        ]
+    )
+    logger.info("application.deleted", extra={"app_id": application.app_id})
+    application.delete()
+
+
+def application_pause(*, application, reason, notify=False) -> bool:
+    """Stops deliveries to `application` (they stay pending). Returns whether this call paused it.
+
+    The conditional UPDATE makes the pause, and so the owner's email, happen once however many
+    workers see the failure at the same time.
+    """
+    now = timezone.now()
+    paused = Application.objects.filter(pk=application.pk, paused_at__isnull=True).update(
+        paused_at=now, pause_reason=reason[:200]
+    )
+    application.paused_at, application.pause_reason = now, reason[:200]
+    if not paused:
+        return False
+    logger.warning("application.paused", extra={"app_id": application.app_id, "reason": reason})
+    owner = application.owner
+    if notify and owner is not None and owner.email:
+        context = {
+            "application": application,
+            "reason": reason,
+            "url": settings.PORTAL_BASE_URL + reverse("apps:detail", args=[application.app_id]),
+            "portal_name": settings.PORTAL_NAME,
+        }
+        subject = render_to_string("apps/emails/paused_subject.txt", context).strip()
+        body = render_to_string("apps/emails/paused.txt", context)
+        transaction.on_commit(lambda: send_mail(subject, body, None, [owner.email]), robust=True)
+    return True
+
+
+@transaction.atomic
+def application_resume(*, application) -> int:
+    """Resumes deliveries: what is pending is due at once. Returns how many are pending."""
+    Application.objects.filter(pk=application.pk).update(paused_at=None, pause_reason="", failing_since=None)
+    application.paused_at, application.pause_reason, application.failing_since = None, "", None
+    lease = timezone.now() + ENQUEUE_LEASE
+    pending = Delivery.objects.filter(application=application, status=DeliveryStatus.PENDING)
+    ids = list(pending.values_list("pk", flat=True)[:DUE_BATCH])
+    Delivery.objects.filter(pk__in=ids).update(next_attempt_at=lease)
+    # Beyond the first batch, the beat task sends the rest as they fall due.
+    pending.exclude(pk__in=ids).update(next_attempt_at=timezone.now())
+    _deliveries_enqueue(ids, lease)
+    logger.info("application.resumed", extra={"app_id": application.app_id, "pending": len(ids)})
+    return pending.count()
+
+
+# --- links -------------------------------------------------------------------------------------
+
+
+def _device_owned_by(device, actor):
+    if actor is None or device.owner_id is None or device.owner_id != actor.pk:
+        raise NotFound("No such device.")
+
+
+def _visible_to(application, user):
+    if not application_list_for_owner(user).filter(pk=application.pk).exists():
+        raise NotFound("No such application.")
+
+
+@transaction.atomic
+def device_link(*, device, application, actor) -> AppLink:
+    """Links the device to the application, so it hears the device's events and may act on it.
+
+    Only the device's owner may link it, and only to an application they can see. Linking twice
+    changes nothing. Records `device.linked`.
+    """
+    _device_owned_by(device, actor)
+    _visible_to(application, actor)
+    link, created = AppLink.objects.get_or_create(device=device, application=application)
+    if created:
+        event_record(device=device, type=DeviceEventType.LINKED, data={"application_id": application.app_id})
+        logger.info("device.linked", extra={"device_id": str(device.pk), "app_id": application.app_id})
+    return link
+
+
+@transaction.atomic
+def device_unlink(*, device, application, actor) -> None:
+    """Unlinks the device from the application (only its owner may). Records `device.unlinked`."""
+    _device_owned_by(device, actor)
+    link = AppLink.objects.filter(device=device, application=application).first()
+    if link is None:
+        raise NotFound("This device is not linked to that application.")
+    _links_delete(device=device, links=[link], reason="unlinked")
+
+
+@transaction.atomic
+def device_links_remove(*, device, actor=None) -> int:
+    """Removes every link of the device (ownership reset or transfer); each application hears
+    `device.unlinked`. Returns how many links were removed."""
+    links = list(AppLink.objects.filter(device=device).select_related("application"))
+    if links:
+        _links_delete(device=device, links=links, reason="ownership_changed")
+    return len(links)
+
+
+def _links_delete(*, device, links, reason):
+    """Records `device.unlinked` for each link, then removes the links.
+
+    Before a link goes, the device's events not relayed yet (this unlink, and e.g. the reset just
+    recorded) are fanned out to that application now: by the time the relay runs, the link that
+    says who should hear them is gone.
+    """
+    events_record(
+        [
+            DeviceEvent(
+                device=device,
+                type=DeviceEventType.UNLINKED,
+                data={"application_id": link.application.app_id, "reason": reason},
+            )
+            for link in links
+        ]
+    )
+    unrelayed = list(
+        DeviceEvent.objects.filter(device=device, handled_at__isnull=True)
+        .select_related("device")
+        .order_by("created_at")
+    )
+    _fan_out(unrelayed, application_ids={link.application_id for link in links})
+    AppLink.objects.filter(pk__in=[link.pk for link in links]).delete()
+    for link in links:
+        logger.info("device.unlinked", extra={"device_id": str(device.pk), "app_id": link.application.app_id})
+
+
+# --- connect links -----------------------------------------------------------------------------
+
+
+def _connect_digest(token: str) -> str:
+    return keyed_digest(token, purpose=CONNECT_LINK_PURPOSE)
+
+
+@transaction.atomic
+def connect_link_create(*, application) -> tuple[ConnectLink, str]:
+    """A single-use link, valid one hour, that adds `application` to the list of whoever accepts it.
+
+    Only the token's digest is stored; the URL is returned once.
+    """
+    token = random_token(32)
+    link = ConnectLink.objects.create(
+        application=application,
+        token_digest=_connect_digest(token),
+        expires_at=timezone.now() + CONNECT_LINK_TTL,
+    )
+    url = settings.PORTAL_BASE_URL + reverse("apps:connect", args=[token])
+    logger.info("connect_link.created", extra={"app_id": application.app_id, "link_id": link.pk})
+    return link, url
+
+
+_CONNECT_INVALID = "This link has expired or was already used. Ask the application for a new one."
+
+
+def connect_link_get(*, token: str) -> ConnectLink:
+    """The connect link of `token` while it can still be accepted; NotFound otherwise."""
+    link = (
+        ConnectLink.objects.filter(token_digest=_connect_digest(token or ""), used_at__isnull=True)
+        .select_related("application")
+        .first()
+    )
+    if link is None or link.expires_at <= timezone.now():
+        raise NotFound(_CONNECT_INVALID, code="connect_link_invalid")
+    return link
+
+
+@transaction.atomic
+def connect_link_accept(*, token: str, user) -> Application:
+    """Uses the link (once) and adds its application to `user`'s list."""
+    link = connect_link_get(token=token)
+    # Single use under concurrency: only the request that flips used_at wins.
+    won = ConnectLink.objects.filter(pk=link.pk, used_at__isnull=True, expires_at__gt=timezone.now()).update(
+        used_at=timezone.now(), used_by=user
+    )
+    if not won:
+        raise NotFound(_CONNECT_INVALID, code="connect_link_invalid")
+    application = link.application
+    if application.owner_id != user.pk:
+        Connection.objects.get_or_create(application=application, user=user)
+    logger.info("connect_link.accepted", extra={"app_id": application.app_id, "user_id": user.pk})
+    return application
+
+
+@transaction.atomic
+def connection_remove(*, application, user) -> None:
+    """Removes a connected application from the user's list, unlinking their devices from it."""
+    deleted, _ = Connection.objects.filter(application=application, user=user).delete()
+    if not deleted:
+        raise NotFound("No such application.")
+    for link in AppLink.objects.filter(application=application, device__owner=user).select_related("device"):
+        _links_delete(device=link.device, links=[link], reason="unlinked")
+
+
+# --- fan-out -----------------------------------------------------------------------------------
 
 
 def deliveries_fan_out(events):
-    """Outbox consumer: one Delivery per (event, linked application with a callback)."""
+    """Outbox consumer: one Delivery per (event, linked application with a callback, not paused).
+
+    Written in bulk; the unique (event, application) pair makes a second hand-over of the same
+    event a no-op. Sends are queued after commit.
+    """
+    _fan_out(events)
+
+
+def _fan_out(events, *, application_ids=None):
+    if not events:
+        return 0
+    links = AppLink.objects.filter(
+        device_id__in={event.device_id for event in events}, application__paused_at__isnull=True
+    ).exclude(application__callback_url="")
+    if application_ids is not None:
+        links = links.filter(application_id__in=application_ids)
+    apps_by_device = {}
+    for device_id, application_id in links.values_list("device_id", "application_id"):
+        apps_by_device.setdefault(device_id, []).append(application_id)
+    if not apps_by_device:
+        return 0
+    # Fresh rows carry this lease, which tells them apart from rows an earlier hand-over wrote.
+    lease = timezone.now() + ENQUEUE_LEASE
+    rows = [
+        Delivery(application_id=application_id, event=event, event_type=event.type, next_attempt_at=lease)
+        for event in events
+        for application_id in apps_by_device.get(event.device_id, ())
+    ]
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    ids = list(
+        Delivery.objects.filter(
+            event_id__in=[event.pk for event in events], next_attempt_at=lease, status=DeliveryStatus.PENDING
+        ).values_list("pk", flat=True)
+    )
+    _deliveries_enqueue(ids, lease)
+    return len(ids)
+
+
+def _deliveries_enqueue(ids, lease, *, countdown=None):
+    if ids:
+        transaction.on_commit(lambda: _deliveries_publish(ids, lease, countdown=countdown), robust=True)
+
+
+def _deliveries_publish(ids, lease, *, countdown=None):
+    """Queues one send per delivery. Nothing is lost when the broker is down: the rows fall due
+    when their lease ends and the beat task queues them again."""
+    from .tasks import delivery_send as delivery_send_task
+
+    for delivery_id in ids:
+        try:
+            delivery_send_task.apply_async((delivery_id,), {"lease": lease.isoformat()}, countdown=countdown)
+        except OperationalError:
+            # Each failed publish waits for the broker's connect timeout: stop at the first.
+            logger.error("delivery.publish_failed", extra={"deliveries": len(ids)}, exc_info=True)
+            return
+
+
+# --- owner actions on deliveries ---------------------------------------------------------------
+
+
+def _requeue(queryset) -> int:
+    lease = timezone.now() + ENQUEUE_LEASE
+    ids = list(queryset.values_list("pk", flat=True)[:DUE_BATCH])
+    Delivery.objects.filter(pk__in=ids).update(
+        status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=lease, last_error=""
+    )
+    _deliveries_enqueue(ids, lease)
+    return len(ids)
+
+
+@transaction.atomic
+def delivery_retry(*, delivery) -> None:
+    """Sends one delivery again at once, with a fresh schedule."""
+    if delivery.status == DeliveryStatus.SUCCEEDED:
+        raise Conflict("This delivery has already succeeded.", code="delivery_succeeded")
+    if not delivery.application.callback_url:
+        raise Conflict("Set a callback URL first.", code="no_callback")
+    _requeue(Delivery.objects.filter(pk=delivery.pk).exclude(status=DeliveryStatus.SUCCEEDED))
+
+
+@transaction.atomic
+def deliveries_replay_failed(*, application) -> int:
+    """Sends every failed delivery of the application again, with a fresh schedule."""
+    if not application.callback_url:
+        raise Conflict("Set a callback URL first.", code="no_callback")
+    total = 0
+    failed = Delivery.objects.filter(application=application, status=DeliveryStatus.FAILED)
+    while batch := _requeue(failed):
+        total += batch
+    return total
+
+
+@transaction.atomic
+def delivery_send_test(*, application) -> Delivery:
+    """Queues a `ping` event to the callback, so the owner can check the set-up."""
+    if not application.callback_url:
+        raise Conflict("Set a callback URL first.", code="no_callback")
+    lease = timezone.now() + ENQUEUE_LEASE
+    event_id = str(uuid.uuid4())
+    delivery = Delivery.objects.create(
+        application=application,
+        event=None,
+        event_type="ping",
+        payload={
+            "id": event_id,
+            "type": "ping",
+            "created_at": _iso(timezone.now()),
+            "device": None,
+            "data": {"message": "A test event from the portal."},
+        },
+        next_attempt_at=lease,
+    )
+    _deliveries_enqueue([delivery.pk], lease)
+    return delivery
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def webhook_payload(delivery) -> dict:
+    if delivery.event_id is None:
+        return delivery.payload
+    event = delivery.event
+    device = event.device
+    return {
+        "id": str(event.pk),
+        "type": event.type,
+        "created_at": _iso(event.created_at),
+        "device": {
+            "id": str(device.pk),
+            "serial": device.serial,
+            "product": device.product.slug,
+            "name": device.name,
+        },
+        "data": event.data,
+    }
+
+
+def webhook_signature(signing_secret: str, *, message_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`, keyed with the
+    base64-decoded part of the secret after `whsec_`."""
+    key = base64.b64decode(signing_secret.removeprefix(SIGNING_SECRET_PREFIX))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def authorization_header(application) -> str:
+    secret = decrypt(application.secret_encrypted)
+    if application.auth_style == CallbackAuthStyle.BASIC:
+        return "Basic " + base64.b64encode(f"{application.app_id}:{secret}".encode()).decode()
+    prefix = application.token_prefix.strip()
+    return f"{prefix} {secret}" if prefix else secret
+
+
+def user_agent() -> str:
+    product = re.sub(r"[^A-Za-z0-9]+", "-", settings.PORTAL_NAME).strip("-") or "Portal"
+    return f"{product}-Webhooks/1.0 (+{settings.PORTAL_BASE_URL})"
+
+
+def webhook_request(delivery, *, now=None) -> tuple[bytes, dict]:
+    """The body and headers of one attempt (signed with this attempt's timestamp)."""
+    payload = webhook_payload(delivery)
+    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    timestamp = int((now or timezone.now()).timestamp())
+    application = delivery.application
+    message_id = payload["id"]
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": user_agent(),
+        "Authorization": authorization_header(application),
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": webhook_signature(
+            application_signing_secret(application), message_id=message_id, timestamp=timestamp, body=body
+        ),
+    }
+    return body, headers
+
+
+_http_lock = threading.Lock()
+_http_session = None
+_http_pid = None
+
+
+def http_session() -> requests.Session:
+    """One connection pool per worker process, so sends to one receiver reuse connections."""
+    global _http_session, _http_pid
+    if _http_session is None or _http_pid != os.getpid():
+        with _http_lock:
+            if _http_session is None or _http_pid != os.getpid():
+                _http_session, _http_pid = ssrf.session_create(), os.getpid()
+    return _http_session
+
+
+def _send_lease() -> timedelta:
+    # Longer than one attempt can take, so only a dead worker's delivery is ever taken over.
+    return timedelta(seconds=2 * settings.WEBHOOK_TIMEOUT_SECONDS + 30)
+
+
+def _claim(delivery_id, lease, now) -> bool:
+    """Takes the next attempt of a delivery; False when another worker has it, or it is not due."""
+    rows = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING, application__paused_at__isnull=True)
+    rows = rows.filter(next_attempt_at=lease) if lease is not None else rows.filter(next_attempt_at__lte=now)
+    # Counted when taken, so a delivery that kills its worker still runs out of attempts.
+    return rows.update(next_attempt_at=now + _send_lease(), attempts=F("attempts") + 1) == 1
+
+
+def _post(url, body, headers):
+    """(status code, Retry-After seconds or None, error text). Error texts never quote the URL,
+    the headers or the response, which could hold secrets."""
+    try:
+        response = http_session().post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            allow_redirects=False,
+            stream=True,
+        )
+    except ssrf.UnsafeTarget as exc:
+        return None, None, exc.message
+    except requests.exceptions.SSLError:
+        return None, None, "TLS handshake or certificate check failed."
+    except requests.exceptions.ConnectTimeout:
+        return None, None, "Connection timed out."
+    except requests.exceptions.ReadTimeout:
+        return None, None, f"No response within {settings.WEBHOOK_TIMEOUT_SECONDS} s."
+    except requests.exceptions.ConnectionError:
+        return None, None, "Could not connect to the callback."
+    except requests.exceptions.RequestException as exc:
+        return None, None, f"Request failed ({type(exc).__name__})."
+    try:
+        # Drained (so the connection is reused) up to a limit; a larger body drops the connection.
+        read = 0
+        for chunk in response.iter_content(8192):
+            read += len(chunk)
+            if read > RESPONSE_READ_LIMIT:
+                break
+    except requests.exceptions.RequestException:
+        pass  # the status line is what counts
+    finally:
+        response.close()
+    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+    if 200 <= response.status_code < 300:
+        return response.status_code, None, ""
+    if 300 <= response.status_code < 400:
+        return response.status_code, retry_after, f"Redirect ({response.status_code}) not followed."
+    reason = (response.reason or "")[:60]
+    return response.status_code, retry_after, f"The callback answered {response.status_code} {reason}".strip()
+
+
+def _retry_after_seconds(value) -> int | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(int(value), MAX_RETRY_AFTER)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0, min(int((moment - timezone.now()).total_seconds()), MAX_RETRY_AFTER))
+
+
+def retry_delay(attempts: int, retry_after: int | None = None) -> float:
+    """Seconds to wait after the `attempts`-th failed attempt: the schedule ±20 %, and never
+    before the receiver's Retry-After."""
+    base = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
+    delay = base * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def delivery_send(*, delivery_id, lease=None) -> str | None:
+    """Makes one attempt of a delivery if this caller can take it; returns the outcome
+    (`succeeded`, `retrying`, `failed`) or None when there was nothing to do.
+
+    `lease` is the `next_attempt_at` the queuing side set: only the task carrying it may take
+    the delivery before it is due again.
+    """
+    now = timezone.now()
+    if not _claim(delivery_id, lease, now):
+        return None
+    delivery = Delivery.objects.select_related("application__owner", "event__device__product").get(pk=delivery_id)
+    application = delivery.application
+    if not application.callback_url:
+        return _attempt_record(delivery, status_code=None, error="The application has no callback URL.", final=True)
+    body, headers = webhook_request(delivery, now=now)
+    started = time.monotonic()
+    status_code, retry_after, error = _post(application.callback_url, body, headers)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    if status_code == 410:
+        outcome = _attempt_record(delivery, status_code=410, error=error, latency_ms=latency_ms, final=True)
+        application_pause(application=application, reason="The callback answered 410 Gone.", notify=True)
+        return outcome
+    return _attempt_record(
+        delivery, status_code=status_code, error=error, latency_ms=latency_ms, retry_after=retry_after
+    )
+
+
+@transaction.atomic
+def _attempt_record(delivery, *, status_code, error, latency_ms=None, retry_after=None, final=False):
+    now = timezone.now()
+    application = delivery.application
+    fields = {"last_attempt_at": now, "last_status_code": status_code, "last_latency_ms": latency_ms}
+    log = {"delivery_id": delivery.pk, "app_id": application.app_id, "attempt": delivery.attempts}
+    if not error:
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.SUCCEEDED, delivered_at=now, next_attempt_at=None, last_error="", **fields
+        )
+        if application.failing_since is not None:
+            Application.objects.filter(pk=application.pk).update(failing_since=None)
+        logger.info("delivery.sent", extra={**log, "status": status_code, "ms": latency_ms})
+        return DeliveryStatus.SUCCEEDED
+    if final or delivery.attempts >= MAX_ATTEMPTS:
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=error[:300], **fields
+        )
+        outcome = DeliveryStatus.FAILED
+    else:
+        delay = retry_delay(delivery.attempts, retry_after)
+        next_attempt_at = now + timedelta(seconds=delay)
+        Delivery.objects.filter(pk=delivery.pk).update(
+            next_attempt_at=next_attempt_at, last_error=error[:300], **fields
+        )
+        if delay <= SHORT_WAIT_SECONDS:
+            _deliveries_enqueue([delivery.pk], next_attempt_at, countdown=delay)
+        outcome = "retrying"
+    logger.warning("delivery.failed", extra={**log, "status": status_code, "outcome": outcome})
+    _failing_note(application, now)
+    return outcome
+
+
+def _failing_note(application, now):
+    """Remembers since when the application fails; after PAUSE_AFTER_FAILING it is paused and
+    its owner emailed (once)."""
+    if application.failing_since is None:
+        Application.objects.filter(pk=application.pk, failing_since__isnull=True).update(failing_since=now)
+        return
+    if now - application.failing_since >= PAUSE_AFTER_FAILING:
+        days = PAUSE_AFTER_FAILING.days
+        application_pause(
+            application=application, reason=f"Deliveries have failed for {days} days in a row.", notify=True
+        )
+
+
+def deliveries_claim_due(*, now=None, limit=DUE_BATCH) -> tuple[list[int], datetime]:
+    """Leases due deliveries for queuing. skip_locked lets several beat runs or workers share the
+    work without waiting on each other; the lease keeps the next run from queuing them again."""
+    now = now or timezone.now()
+    lease = now + ENQUEUE_LEASE
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, application__paused_at__isnull=True)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            Delivery.objects.filter(pk__in=ids).update(next_attempt_at=lease)
+    return ids, lease
+
+
+def deliveries_send_due(*, limit=DUE_BATCH, max_batches=20) -> int:
+    """Queues every due delivery (the beat task, every 30 s)."""
+    total = 0
+    for _ in range(max_batches):
+        ids, lease = deliveries_claim_due(limit=limit)
+        _deliveries_publish(ids, lease)
+        total += len(ids)
+        if len(ids) < limit:
+            break
+    if total:
+        logger.info("delivery.due_queued", extra={"deliveries": total})
+    return total
+
+
+def lease_parse(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)

@@ -1,14 +1,18 @@
 """One factory per model; each builds a valid object. Raw secrets are kept on the instance
 (`raw_factory_key`, `raw_code`, `raw_pin`) because the database only has their digests."""
 
+import base64
+import os
+
 import factory
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 
+from apps.services import APP_SECRET_PURPOSE
 from devices import codes
 from devices.models import ClaimCode, Device, Product
 from devices.services import factory_key_digest, pin_digest
-from portal.secrets import encrypt, random_token
+from portal.secrets import encrypt, keyed_digest, random_token
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -73,3 +77,20 @@ class DeviceFactory(_KeepsRawSecrets, factory.django.DjangoModelFactory):
     factory_key_digest = factory.LazyAttribute(lambda o: factory_key_digest(o.raw_factory_key))
     raw_pin = None
     pin_digest = factory.LazyAttribute(lambda o: pin_digest(o.raw_pin) if o.raw_pin else "")
+
+
+class ApplicationFactory(_KeepsRawSecrets, factory.django.DjangoModelFactory):
+    """An owner's application; `raw_secret` and `raw_signing_secret` are kept on the instance."""
+
+    class Meta:
+        model = "apps.Application"
+
+    _raw_fields = ("raw_secret", "raw_signing_secret")
+    app_id = factory.Sequence(lambda n: f"app_test{n:08d}")
+    owner = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"Application {n}")
+    raw_secret = factory.LazyFunction(random_token)
+    raw_signing_secret = factory.LazyFunction(lambda: "whsec_" + base64.b64encode(os.urandom(32)).decode())
+    secret_encrypted = factory.LazyAttribute(lambda o: encrypt(o.raw_secret))
+    secret_digest = factory.LazyAttribute(lambda o: keyed_digest(o.raw_secret, purpose=APP_SECRET_PURPOSE))
+    signing_secret_encrypted = factory.LazyAttribute(lambda o: encrypt(o.raw_signing_secret))

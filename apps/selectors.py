@@ -1,0 +1,138 @@
+"""Reads of applications, always scoped to who is asking.
+
+`application_list_for_owner` is the one place that decides which applications a person may see:
+their own, the OEM's managed ones, and those they added through a connect link. Every page and
+every service that takes an application from a person starts from it.
+"""
+
+from datetime import timedelta
+
+from django.db.models import Count, Max, Q
+from django.http import Http404
+from django.utils import timezone
+
+from devices.selectors import device_list_for_owner
+from portal.errors import NotFound
+
+from .models import Application, AppLink, Connection, Delivery, DeliveryStatus
+
+
+class ApplicationNotFound(NotFound, Http404):
+    """404 for a service caller (NotFound) and for a Django view (Http404) alike."""
+
+    message = "No such application."
+
+
+def application_list_for_owner(user):
+    """Every application `user` may see and link devices to."""
+    if not getattr(user, "is_authenticated", False):
+        return Application.objects.none()
+    connected = Connection.objects.filter(user=user).values("application_id")
+    # A subquery rather than a join on connections, so no DISTINCT is needed.
+    return Application.objects.filter(Q(owner=user) | Q(managed=True) | Q(pk__in=connected))
+
+
+def application_get_for_owner(user, app_id) -> Application:
+    """The application `app_id` if `user` may see it; 404 otherwise, whether it exists or not."""
+    application = application_list_for_owner(user).filter(app_id=app_id).first()
+    if application is None:
+        raise ApplicationNotFound()
+    return application
+
+
+def application_get_owned(user, app_id) -> Application:
+    """The application `app_id` if `user` owns it (may change its settings and read its log)."""
+    application = application_get_for_owner(user, app_id)
+    if application.owner_id != user.pk:
+        raise ApplicationNotFound()
+    return application
+
+
+def application_can_manage(user, application) -> bool:
+    return application.owner_id is not None and application.owner_id == getattr(user, "pk", None)
+
+
+def applications_linked_to_device(device):
+    """The applications `device` is linked to (the device's owner has checked who may see it)."""
+    return Application.objects.filter(links__device=device).order_by("name")
+
+
+def application_lists_for_owner(user) -> dict:
+    """The /apps/ page: the user's own applications, the managed ones, and the connected ones."""
+    own, managed, connected = [], [], []
+    for application in application_list_for_owner(user).annotate(
+        my_devices=Count("links", filter=Q(links__device__owner=user))
+    ):
+        if application.owner_id == user.pk:
+            own.append(application)
+        elif application.managed:
+            managed.append(application)
+        else:
+            connected.append(application)
+    return {"own": own, "managed": managed, "connected": connected}
+
+
+def app_links_for_owner(user, application):
+    """The links between `user`'s devices and `application`."""
+    return (
+        AppLink.objects.filter(application=application, device__in=device_list_for_owner(user))
+        .select_related("device", "device__product")
+        .order_by("device__name", "device__serial")
+    )
+
+
+def devices_linkable_for_owner(user, application):
+    """The user's devices not yet linked to `application`."""
+    return (
+        device_list_for_owner(user)
+        .exclude(app_links__application=application)
+        .select_related("product")
+        .order_by("name", "serial")
+    )
+
+
+def applications_linkable_to_device(user, device):
+    """The applications `user` may link `device` to and that it is not linked to yet."""
+    return application_list_for_owner(user).exclude(links__device=device).order_by("name")
+
+
+def delivery_list_for_application(application, *, failed_only=False, limit=50):
+    queryset = Delivery.objects.filter(application=application).select_related("event__device")
+    if failed_only:
+        queryset = queryset.filter(status=DeliveryStatus.FAILED)
+    # Served by delivery_app_time (application, -created_at).
+    return list(queryset.order_by("-created_at")[:limit])
+
+
+def delivery_get_for_application(application, delivery_id) -> Delivery:
+    delivery = Delivery.objects.filter(application=application, pk=delivery_id).first()
+    if delivery is None:
+        raise NotFound("No such delivery.")
+    return delivery
+
+
+def delivery_health_for_application(application, *, now=None) -> dict:
+    """Success rate over 24 h (attempted deliveries), last success and last failure."""
+    now = now or timezone.now()
+    since = now - timedelta(hours=24)
+    recent = Delivery.objects.filter(application=application, created_at__gte=since)
+    counts = recent.aggregate(
+        succeeded=Count("pk", filter=Q(status=DeliveryStatus.SUCCEEDED)),
+        failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
+        retrying=Count("pk", filter=Q(status=DeliveryStatus.PENDING, attempts__gt=0)),
+        pending=Count("pk", filter=Q(status=DeliveryStatus.PENDING)),
+    )
+    attempted = counts["succeeded"] + counts["failed"] + counts["retrying"]
+    everything = Delivery.objects.filter(application=application)
+    last = everything.aggregate(
+        success=Max("delivered_at"),
+        failure=Max("last_attempt_at", filter=~Q(status=DeliveryStatus.SUCCEEDED) & Q(attempts__gt=0)),
+    )
+    return {
+        "rate": round(100 * counts["succeeded"] / attempted) if attempted else None,
+        "attempted": attempted,
+        "pending": counts["pending"],
+        "failed": counts["failed"],
+        "last_success": last["success"],
+        "last_failure": last["failure"],
+    }

@@ -1,0 +1,28 @@
+"""Celery tasks of the apps app: thin wrappers over the delivery services."""
+
+import logging
+
+from celery import shared_task
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="apps.tasks.delivery_send")
+def delivery_send(delivery_id, lease=None):
+    """One attempt of one delivery; a duplicate or stale message finds nothing to take."""
+    from . import services
+
+    outcome = services.delivery_send(delivery_id=delivery_id, lease=services.lease_parse(lease))
+    logger.info(
+        "delivery.task_done",
+        extra={"task_id": delivery_send.request.id, "delivery_id": delivery_id, "outcome": outcome},
+    )
+    return outcome
+
+
+@shared_task(name="apps.tasks.deliveries_send_due")
+def deliveries_send_due():
+    """Queues deliveries whose time has come (every 30 s from beat), whatever became of their messages."""
+    from . import services
+
+    return services.deliveries_send_due()
