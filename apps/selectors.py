@@ -136,3 +136,13 @@ def delivery_health_for_application(application, *, now=None) -> dict:
         "last_success": last["success"],
         "last_failure": last["failure"],
     }
+
+
+def application_connected(user, application) -> bool:
+    """Whether `user` added `application` through a connect link (and so may remove it)."""
+    return Connection.objects.filter(application=application, user=user).exists()
+
+
+def app_link_count_for_others(user, application) -> int:
+    """How many devices of other owners are linked to `user`'s application (through connect links)."""
+    return AppLink.objects.filter(application=application).exclude(device__owner=user).count()

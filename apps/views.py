@@ -1,34 +1,317 @@
+"""The owner's application pages: list, create, details with links, deliveries and settings."""
+
+from http import HTTPStatus
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .selectors import application_get_for_owner, application_lists_for_owner
+from devices.selectors import device_get_for_owner
+from portal.errors import ApplicationError, ValidationError
+
+from . import selectors, services
+from .forms import ApplicationCreateForm, ApplicationSettingsForm, SecretReplaceForm
+from .models import DeliveryStatus
+
+
+def _no_store(response):
+    # Pages that show a Secret or a connect link once must not be kept by the browser or a proxy.
+    add_never_cache_headers(response)
+    response["Cache-Control"] = "no-store, private"
+    return response
+
+
+def _next_or(request, fallback):
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return fallback
+
+
+# --- list and create ---------------------------------------------------------------------------
 
 
 @login_required
+@require_GET
 def application_list(request):
-    return render(request, "apps/list.html", application_lists_for_owner(request.user))
+    return render(request, "apps/list.html", selectors.application_lists_for_owner(request.user))
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def application_create(request):
-    return render(request, "apps/list.html", {})
+    form = ApplicationCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            application, secret = services.application_create(
+                owner=request.user,
+                name=data["name"],
+                callback_url=data["callback_url"],
+                auth_style=data["auth_style"],
+                token_prefix=data["token_prefix"],
+                secret=data["secret"] or None,
+            )
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            context = {"application": application, "secret": secret, "created": True}
+            return _no_store(render(request, "apps/secret_once.html", context, status=HTTPStatus.CREATED))
+    status = HTTPStatus.BAD_REQUEST if form.errors else HTTPStatus.OK
+    return render(request, "apps/create.html", {"form": form}, status=status)
+
+
+# --- details -----------------------------------------------------------------------------------
+
+
+def _detail_context(request, application, **extra):
+    user = request.user
+    context = {
+        "application": application,
+        "can_manage": selectors.application_can_manage(user, application),
+        "links": list(selectors.app_links_for_owner(user, application)),
+        "linkable": list(selectors.devices_linkable_for_owner(user, application)[:200]),
+    }
+    if context["can_manage"]:
+        failed_only = request.GET.get("status") == DeliveryStatus.FAILED
+        context.update(
+            {
+                "failed_only": failed_only,
+                "deliveries": selectors.delivery_list_for_application(application, failed_only=failed_only),
+                "health": selectors.delivery_health_for_application(application),
+                "signing_secret": services.application_signing_secret(application),
+                "other_devices": selectors.app_link_count_for_others(user, application),
+                "settings_form": extra.pop("settings_form", None)
+                or ApplicationSettingsForm(
+                    initial={
+                        "name": application.name,
+                        "callback_url": application.callback_url,
+                        "auth_style": application.auth_style,
+                        "token_prefix": application.token_prefix,
+                    }
+                ),
+                "secret_form": extra.pop("secret_form", None) or SecretReplaceForm(),
+            }
+        )
+    else:
+        context["connected"] = selectors.application_connected(user, application)
+    context.update(extra)
+    return context
 
 
 @login_required
+@require_GET
 def application_detail(request, app_id):
-    application = application_get_for_owner(request.user, app_id)
-    return render(request, "apps/list.html", {"application": application})
+    application = selectors.application_get_for_owner(request.user, app_id)
+    response = render(request, "apps/detail.html", _detail_context(request, application))
+    # The page shows the signing secret.
+    return _no_store(response) if selectors.application_can_manage(request.user, application) else response
 
 
+@login_required
+@require_POST
+def application_settings(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    form = ApplicationSettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            services.application_update(application=application, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("apps:detail", app_id=application.app_id)
+    application.refresh_from_db()
+    context = _detail_context(request, application, settings_form=form, open_section="settings")
+    return _no_store(render(request, "apps/detail.html", context, status=HTTPStatus.BAD_REQUEST))
+
+
+@login_required
+@require_POST
+def application_secret_replace(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    form = SecretReplaceForm(request.POST)
+    if form.is_valid():
+        try:
+            secret = services.application_secret_replace(application=application, secret=form.cleaned_data["secret"])
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        else:
+            context = {"application": application, "secret": secret, "created": False}
+            return _no_store(render(request, "apps/secret_once.html", context))
+    context = _detail_context(request, application, secret_form=form, open_section="secret")
+    return _no_store(render(request, "apps/detail.html", context, status=HTTPStatus.BAD_REQUEST))
+
+
+@login_required
+@require_POST
+def application_signing_secret_rotate(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    services.application_signing_secret_rotate(application=application)
+    messages.success(request, "New signing secret. Update your receiver: signatures made with the old one stop now.")
+    return redirect(reverse("apps:detail", args=[application.app_id]) + "#signing")
+
+
+@login_required
+@require_POST
+def application_pause_toggle(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    if application.paused_at:
+        pending = services.application_resume(application=application)
+        messages.success(request, f"Deliveries resumed; {pending} waiting are being sent.")
+    else:
+        services.application_pause(application=application, reason="Paused by the owner.")
+        messages.success(request, "Deliveries paused. New events wait until you resume.")
+    return redirect("apps:detail", app_id=application.app_id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def application_delete(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    if request.method == "POST":
+        services.application_delete(application=application)
+        messages.success(request, f"{application.name} was deleted.")
+        return redirect("apps:list")
+    return render(request, "apps/delete.html", {"application": application})
+
+
+@login_required
+@require_POST
+def connect_link_create(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    _, url = services.connect_link_create(application=application)
+    return _no_store(render(request, "apps/connect_link_created.html", {"application": application, "url": url}))
+
+
+@login_required
+@require_POST
+def connection_remove(request, app_id):
+    application = selectors.application_get_for_owner(request.user, app_id)
+    services.connection_remove(application=application, user=request.user)
+    messages.success(request, f"{application.name} was removed from your applications.")
+    return redirect("apps:list")
+
+
+# --- device links ------------------------------------------------------------------------------
+
+
+def _device_from_post(request):
+    try:
+        return device_get_for_owner(request.user, request.POST.get("device", ""))
+    except (Http404, DjangoValidationError, ValueError):
+        return None
+
+
+def _link(request, application, *, unlink):
+    device = _device_from_post(request)
+    if device is None:
+        messages.error(request, "Choose one of your devices.")
+        return None
+    action = services.device_unlink if unlink else services.device_link
+    try:
+        action(device=device, application=application, actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return None
+    if unlink:
+        messages.success(request, f"{device.display_name} is no longer linked to {application.name}.")
+    else:
+        messages.success(request, f"{device.display_name} is linked to {application.name}.")
+    return device
+
+
+@login_required
+@require_POST
+def application_device_link(request, app_id):
+    application = selectors.application_get_for_owner(request.user, app_id)
+    _link(request, application, unlink=False)
+    return redirect(_next_or(request, reverse("apps:detail", args=[application.app_id]) + "#devices"))
+
+
+@login_required
+@require_POST
+def application_device_unlink(request, app_id):
+    application = selectors.application_get_for_owner(request.user, app_id)
+    _link(request, application, unlink=True)
+    return redirect(_next_or(request, reverse("apps:detail", args=[application.app_id]) + "#devices"))
+
+
+# --- deliveries --------------------------------------------------------------------------------
+
+
+def _deliveries_url(application):
+    return reverse("apps:detail", args=[application.app_id]) + "#deliveries"
+
+
+@login_required
+@require_POST
+def delivery_retry(request, app_id, delivery_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    delivery = selectors.delivery_get_for_application(application, delivery_id)
+    try:
+        services.delivery_retry(delivery=delivery)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The delivery is being sent again.")
+    return redirect(_deliveries_url(application))
+
+
+@login_required
+@require_POST
+def deliveries_replay(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    try:
+        count = services.deliveries_replay_failed(application=application)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{count} failed deliveries are being sent again." if count else "Nothing failed.")
+    return redirect(_deliveries_url(application))
+
+
+@login_required
+@require_POST
+def delivery_send_test(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    try:
+        services.delivery_send_test(application=application)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "A test event (ping) is on its way. Reload in a few seconds to see the result.")
+    return redirect(_deliveries_url(application))
+
+
+# --- connect links -----------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
 def connect(request, token):
-    return render(request, "apps/list.html", {})
-
-
-@login_required
-def device_link(request):
-    return render(request, "apps/list.html", {})
-
-
-@login_required
-def device_unlink(request):
-    return render(request, "apps/list.html", {})
+    """A connect link: the consent page, then the application joins the user's list."""
+    try:
+        link = services.connect_link_get(token=token)
+    except ApplicationError as exc:
+        response = render(request, "apps/connect_invalid.html", {"message": exc.message}, status=HTTPStatus.NOT_FOUND)
+        return _no_store(response)
+    application = link.application
+    if request.method == "POST":
+        if "decline" in request.POST:
+            messages.info(request, f"{application.name} was not added.")
+            return redirect("apps:list")
+        try:
+            services.connect_link_accept(token=token, user=request.user)
+        except ApplicationError as exc:
+            response = render(request, "apps/connect_invalid.html", {"message": exc.message}, status=exc.status)
+            return _no_store(response)
+        messages.success(request, f"{application.name} is in your applications. Link the devices it may use.")
+        return redirect(reverse("apps:detail", args=[application.app_id]) + "#devices")
+    return _no_store(render(request, "apps/connect.html", {"application": application}))
