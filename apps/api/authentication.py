@@ -15,8 +15,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
-from apps import services as app_services
 from apps.models import Application
+from apps.services import APP_SECRET_PURPOSE
 from portal.secrets import digests_match
 
 logger = logging.getLogger(__name__)
@@ -24,11 +24,6 @@ logger = logging.getLogger(__name__)
 REALM = "api"
 MAX_APP_ID_LENGTH = Application._meta.get_field("app_id").max_length
 MAX_SECRET_LENGTH = 200
-
-
-def _secret_purpose() -> str:
-    # TEMP until apps.services defines APP_SECRET_PURPOSE (the applications issue).
-    return getattr(app_services, "APP_SECRET_PURPOSE", "app-secret")
 
 
 # Compared against when the App Id is unknown, so both paths compute and compare one digest.
@@ -74,7 +69,7 @@ class ApplicationBasicAuthentication(BaseAuthentication):
         app_id, secret = credentials
         application = Application.objects.filter(app_id=app_id).first()
         digest = application.secret_digest if application is not None else _NO_DIGEST
-        if not digests_match(secret, digest, purpose=_secret_purpose()) or application is None:
+        if not digests_match(secret, digest, purpose=APP_SECRET_PURPOSE) or application is None:
             logger.warning("api.auth_rejected", extra={"reason": "wrong_credentials", "app_id": app_id[:8]})
             raise exceptions.AuthenticationFailed("The App Id or Secret is wrong.")
         if application.paused_at is not None:

@@ -18,4 +18,6 @@ urlpatterns = [
     ),
     # Events
     path("events", views.EventListApi.as_view(), name="event-list"),
+    # Connect links
+    path("connect-links", views.ConnectLinkCreateApi.as_view(), name="connect-link-create"),
 ]

@@ -15,6 +15,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps import services as app_services
 from apps.models import Application
 from devices.commands import command_send
 
@@ -31,6 +32,7 @@ from .serializers import (
     COMMAND_SEND_EXAMPLE,
     CommandOutput,
     CommandSendInput,
+    ConnectLinkOutput,
     DeviceDetailOutput,
     DeviceFilterInput,
     DeviceOutput,
@@ -217,3 +219,28 @@ class EventListApi(ApplicationApi):
     def get(self, request):
         filters = self.query_input(EventFilterInput)
         return self.paginated(selectors.event_list_for_application(self.application, **filters), EventOutput)
+
+
+# --- connect links -----------------------------------------------------------------------------
+
+
+class ConnectLinkCreateApi(ApplicationApi):
+    """Mint a single-use link that lets a signed-in user add your application (valid one hour)."""
+
+    @extend_schema(
+        operation_id="connect_links_create",
+        summary="Mint a connect link for a user",
+        description="Send your user to `url`: once signed in to the portal they add your application in one "
+        "step, and from then on you may claim devices for them with `POST /claims`. The link works once and "
+        "expires at `expires_at`. No request body.",
+        request=None,
+        parameters=ERROR_HEADERS,
+        responses={201: ConnectLinkOutput, **error_responses(*LIST_ERRORS)},
+        tags=["connect links"],
+    )
+    def post(self, request):
+        link, url = app_services.connect_link_create(application=self.application)
+        logger.info("api.connect_link_created", extra={"app_id": self.application.app_id, "link_id": link.pk})
+        return Response(
+            ConnectLinkOutput({"url": url, "expires_at": link.expires_at}).data, status=status.HTTP_201_CREATED
+        )
