@@ -73,11 +73,6 @@ class EmailNotVerified(ApplicationError):
     message = "Verify your email address before claiming a device. Check your inbox for the link we sent."
 
 
-def _links_remove(*, device, actor):  # TEMP until apps.services.device_links_remove lands
-    if hasattr(app_services, "device_links_remove"):
-        app_services.device_links_remove(device=device, actor=actor)
-
-
 # --- limits ------------------------------------------------------------------------------------
 
 
@@ -296,7 +291,7 @@ def _handover_cleanup(*, device, actor, previous_owner_id, ip):
         cancelled_at=timezone.now()
     )
     events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "new_owner"})])
-    _links_remove(device=device, actor=actor)
+    app_services.device_links_remove(device=device, actor=actor)
     device_credentials_revoke(device=device)
 
 
@@ -320,7 +315,7 @@ def device_release(*, device: Device, actor, ip) -> Device:
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
     # Recorded before the links go, so the release is the last thing linked applications hear.
     events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "reset"})])
-    _links_remove(device=device, actor=actor)
+    app_services.device_links_remove(device=device, actor=actor)
     device_credentials_revoke(device=device)
     logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
     return device
@@ -525,7 +520,7 @@ def transfer_accept(*, token: str, user, ip) -> Device:
     if taken != 1 or moved != 1:
         raise Conflict("This device is no longer available for transfer.", code="transfer_stale")
     events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "transfer"})])
-    _links_remove(device=device, actor=transfer.from_user)
+    app_services.device_links_remove(device=device, actor=transfer.from_user)
     device_credentials_revoke(device=device)
     device.owner, device.owned_since = user, now
     OwnershipEvent.objects.create(

@@ -14,5 +14,6 @@ urlpatterns = [
     path("devices/<uuid:pk>/transfer/cancel/", views.transfer_cancel, name="transfer-cancel"),
     path("devices/<uuid:pk>/pin/", views.device_pin, name="device-pin"),
     path("devices/<uuid:pk>/commands/", views.device_command_send, name="device-command"),
+    path("devices/<uuid:pk>/apps/link/", views.device_app_link, name="device-app-link"),
     path("transfer/<str:token>/", views.transfer_accept, name="transfer-accept"),
 ]

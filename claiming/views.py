@@ -14,6 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.selectors import application_get_for_owner, application_list_for_owner
+from apps.services import device_link
 from devices import codes
 from devices.commands import command_send
 from devices.selectors import device_get_for_owner, reading_list_for_device
@@ -40,11 +42,7 @@ def _throttled(request, exc: Throttled):
 
 
 def _applications(user):
-    try:  # TEMP until apps.selectors lands
-        from apps.selectors import application_list_for_owner
-    except ImportError:
-        return []
-    return list(application_list_for_owner(user))
+    return list(application_list_for_owner(user).order_by("name"))
 
 
 # --- claim -------------------------------------------------------------------------------------
@@ -166,6 +164,8 @@ def claim(request):
 
 def _device_context(request, device, **extra):
     readings = reading_list_for_device(device)
+    app_links = selectors.app_link_list_for_device(device)
+    linked_ids = {link.application_id for link in app_links}
     context = {
         "device": device,
         "values": sorted((device.values or {}).items()),
@@ -176,7 +176,8 @@ def _device_context(request, device, **extra):
         "chart_to": readings[-1].recorded_at if readings else None,
         "commands": selectors.command_list_for_device(device),
         "command_form": CommandForm(device=device),
-        "app_links": selectors.app_link_list_for_device(device),
+        "app_links": app_links,
+        "linkable_apps": [app for app in _applications(request.user) if app.pk not in linked_ids],
         "history": selectors.ownership_history_for_device(device, viewer=request.user),
         "transfer": selectors.transfer_open_for_device(device),
         "pin_form": PinSettingsForm(initial={"claimable": device.claimable and bool(device.pin_digest)}),
@@ -212,6 +213,22 @@ def device_command_send(request, pk):
             return redirect(reverse("claiming:device", args=[device.pk]) + "#commands")
     context = _device_context(request, device, command_form=form)
     return render(request, "claiming/device_detail.html", context, status=HTTPStatus.BAD_REQUEST)
+
+
+@login_required
+@require_POST
+def device_app_link(request, pk):
+    """"Add to app" on the device page: one select, so the application is a field, not a URL."""
+    device = device_get_for_owner(request.user, pk)
+    back = reverse("claiming:device", args=[device.pk]) + "#apps"
+    try:
+        application = application_get_for_owner(request.user, request.POST.get("application", ""))
+        device_link(device=device, application=application, actor=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{device.display_name} is linked to {application.name}.")
+    return redirect(back)
 
 
 @login_required
