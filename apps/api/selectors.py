@@ -77,4 +77,5 @@ def event_list_for_application(application: Application, *, since=None):
         # One filter() call, so both conditions apply to the same AppLink row.
         .filter(device__app_links__application=application, created_at__gte=F("device__app_links__created_at"))
         .filter(created_at__gte=since)
+        .select_related("device__product")
     )

@@ -84,7 +84,7 @@ class CommandOutput(serializers.Serializer):
 
 class CommandSendInput(serializers.Serializer):
     name = serializers.CharField(max_length=64, help_text="One of the commands the device's product accepts.")
-    params = serializers.JSONField(
+    params = serializers.DictField(
         required=False, default=dict, help_text="A flat object of numbers, strings, booleans and nulls."
     )
     ttl = serializers.IntegerField(
@@ -103,10 +103,19 @@ COMMAND_SEND_EXAMPLE = OpenApiExample(
 # --- events ------------------------------------------------------------------------------------
 
 
+class EventDeviceOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    serial = serializers.CharField()
+    product = serializers.CharField(source="product.slug")
+    name = serializers.CharField()
+
+
 class EventOutput(serializers.Serializer):
+    """The body of the webhook that delivers the same event."""
+
     id = serializers.UUIDField(help_text="Also the `webhook-id` of the same event delivered to your callback.")
     type = serializers.ChoiceField(choices=DeviceEventType.choices)
-    device = serializers.UUIDField(source="device_id")
+    device = EventDeviceOutput()
     created_at = serializers.DateTimeField()
     data = serializers.DictField()
 

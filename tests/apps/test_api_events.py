@@ -39,7 +39,12 @@ def test_lists_events_of_linked_devices_oldest_first(client, app_auth, linked_de
     assert rows[0] == {
         "id": str(first.pk),
         "type": "device.data",
-        "device": str(linked_device.pk),
+        "device": {
+            "id": str(linked_device.pk),
+            "serial": linked_device.serial,
+            "product": linked_device.product.slug,
+            "name": "",
+        },
         "created_at": rows[0]["created_at"],
         "data": {"values": {"t": 1}},
     }
@@ -136,7 +141,7 @@ def test_query_count_does_not_grow_with_page_size(
             for n in range(120)
         ]
     )
-    # 1: the application; 2: one page of events joined with the links of the visible devices.
+    # 1: the application; 2: one page of events joined with their devices, products and links.
     with django_assert_max_num_queries(2):
         response = client.get(EVENTS_URL, {"limit": page_size}, **app_auth)
     assert len(response.json()["results"]) == page_size
