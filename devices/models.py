@@ -215,3 +215,56 @@ class DeviceEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.id}"
+
+
+class NotificationPreference(models.Model):
+    """An owner's choice of device status emails: for one device, or for all of theirs when
+    `device` is empty. A device's own row wins over the all-devices row; with neither, both
+    emails are on."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    offline = models.BooleanField(default=True, help_text="Email when the device goes offline.")
+    online = models.BooleanField(default=True, help_text="Email when the device comes back online.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "device"], condition=Q(device__isnull=False), name="notification_pref_device"
+            ),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(device__isnull=True), name="notification_pref_all_devices"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Notifications of {self.user_id} for {self.device_id or 'all devices'}"
+
+
+class NotificationState(models.Model):
+    """What a device's owner last heard about its status, so emails are grouped and rate-limited.
+
+    `status` is the status the owner knows (mailed, or a change they chose not to hear about);
+    `notified_at` is the last email naming the device (at most one an hour); `pending` marks a
+    change held back by that limit, or by a failed send, to be mailed on a later sweep.
+    """
+
+    device = models.OneToOneField(Device, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=12, choices=DeviceStatus.choices, default=DeviceStatus.ONLINE)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    pending = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            # Each sweep looks for held-back changes and for devices back from offline: only these rows.
+            models.Index(
+                fields=["device"], condition=Q(pending=True) | Q(status="offline"), name="notification_attention"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.device_id} known {self.status}"
