@@ -20,6 +20,7 @@ OWNER_URLS = [
     ("claiming:transfer-cancel", "post", {}),
     ("claiming:device-pin", "post", {"pin": "1234abcd", "claimable": "on"}),
     ("claiming:device-command", "post", {"name": "reboot"}),
+    ("claiming:device-app-link", "post", {"application": "app_none"}),
     ("devices:rename", "get", None),
     ("devices:rename", "post", {"name": "Mine now"}),
 ]
