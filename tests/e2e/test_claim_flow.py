@@ -8,8 +8,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from apps.models import AppLink
 from devices.models import Command, Device, Reading
-from tests.factories import ClaimCodeFactory, DeviceFactory, ProductFactory
+from tests.factories import ApplicationFactory, ClaimCodeFactory, DeviceFactory, ProductFactory
 
 PASSWORD = "plum-kettle-harbour-42"
 
@@ -19,6 +20,8 @@ def labelled_device(transactional_db):
     product = ProductFactory(name="Thermo Pro", slug="thermo-pro")
     code = ClaimCodeFactory(raw_code="7K3QM-9XW2P")
     device = DeviceFactory(claim_code=code, product=product, serial="TP-2024-000417")
+    # The OEM's managed application, offered on the claim form to every owner.
+    ApplicationFactory(owner=None, managed=True, name="Thermo Cloud")
     return device, code
 
 
@@ -46,6 +49,8 @@ def _arrange_live_data(device):
     )
     Device.objects.filter(pk=device.pk).update(values={**readings[-1].values, "battery": 3.71, "door": "closed"})
     Command.objects.create(device=device, name="identify", expires_at=now + timedelta(hours=1))
+    dashboard = ApplicationFactory(owner=Device.objects.get(pk=device.pk).owner, name="Greenhouse dashboard")
+    AppLink.objects.create(device=device, application=dashboard)
 
 
 def test_qr_sign_up_verify_claim(live_server, page, screenshot, labelled_device, viewport):
@@ -71,6 +76,7 @@ def test_qr_sign_up_verify_claim(live_server, page, screenshot, labelled_device,
     page.wait_for_url(re.compile(r"/claim/\?code="))
     assert page.get_by_label("Claim code").input_value() == "7K3QM-9XW2P"
     assert page.get_by_text(device.serial).is_visible()
+    assert page.get_by_label(re.compile("Link to an application")).first.is_visible()
     screenshot(page, "claim-form")
 
     page.get_by_role("button", name="Claim", exact=True).click()
