@@ -132,7 +132,7 @@ class DeviceForm(forms.ModelForm):
 class DeviceAdmin(admin.ModelAdmin):
     form = DeviceForm
     change_list_template = "admin/devices/device/change_list.html"
-    list_display = ["serial", "product", "status", "claimable", "is_owned", "last_seen_at", "created_at"]
+    list_display = ["serial", "product", "status", "claimable", "is_owned", "last_seen_at"]
     list_filter = ["product", "status", OwnershipFilter, "claimable"]
     # Served by the serial's unique index (and its LIKE 'prefix%' twin on PostgreSQL); see get_search_results.
     search_fields = ["^serial"]

@@ -52,13 +52,17 @@ class DeviceImportForm(forms.Form):
         ),
     )
     product = forms.SlugField(
-        label="Product slug", help_text="An existing product, or a new slug: the product is then created."
+        label="Product slug",
+        help_text="An existing product, or a new slug: the product is then created.",
+        widget=forms.TextInput(attrs={"list": "product-slugs", "autocomplete": "off"}),
     )
     product_name = forms.CharField(
         label="Name of a new product", required=False, max_length=120, help_text="Ignored for an existing product."
     )
     batch_code = forms.BooleanField(
-        label="One shared claim code for all devices of the file", required=False, help_text="An OEM batch code."
+        label="Batch code",
+        required=False,
+        help_text="Give all devices of the file one shared claim code (an OEM batch) instead of one code each.",
     )
 
     def clean_file(self):
@@ -86,7 +90,12 @@ def _require(request, *perms):
 def device_import(request, *, model_admin):
     """Step 1 (upload) and step 2 (preview, then confirm) of the admin import."""
     _require(request, "devices.add_device", "devices.add_claimcode")
-    context = {**model_admin.admin_site.each_context(request), "opts": Device._meta, "title": "Import devices"}
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": Device._meta,
+        "title": "Import devices",
+        "products": Product.objects.only("slug", "name"),
+    }
 
     if request.method == "POST" and "confirm" in request.POST:
         return _import_confirm(request, token=request.POST.get("token", ""))

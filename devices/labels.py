@@ -127,8 +127,9 @@ class Label:
     qr_svg: str
 
     @property
-    def short_url(self) -> str:
-        return self.url.split("://", 1)[-1]
+    def url_host(self) -> str:
+        """The URL without its scheme, up to the code: printed small under the code."""
+        return self.url.split("://", 1)[-1].rsplit("/c/", 1)[0]
 
 
 def claim_code_text(claim_code: ClaimCode) -> str:
