@@ -16,6 +16,10 @@ from .models import Application, CallbackAuthStyle, Connection, ConnectLink, Del
 
 
 class ApplicationAdminForm(forms.ModelForm):
+    logo_url = forms.URLField(required=False, assume_scheme="https")
+    registration_url = forms.URLField(required=False, assume_scheme="https")
+    callback_url = forms.CharField(required=False, max_length=500, help_text="HTTPS; checked against private targets.")
+
     class Meta:
         model = Application
         fields = [

@@ -801,7 +801,8 @@ def deliveries_send_due(*, limit=DUE_BATCH, max_batches=20) -> int:
     total = 0
     for _ in range(max_batches):
         ids, lease = deliveries_claim_due(limit=limit)
-        _deliveries_publish(ids, lease)
+        if ids:
+            _deliveries_publish(ids, lease)
         total += len(ids)
         if len(ids) < limit:
             break

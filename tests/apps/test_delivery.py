@@ -1,0 +1,350 @@
+"""Webhook delivery against a real HTTP server on 127.0.0.1, with a fake clock for the schedule."""
+
+import base64
+import json
+import logging
+import socket
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from apps import services
+from apps.models import Application, CallbackAuthStyle, Delivery, DeliveryStatus
+from devices.models import DeviceEvent
+from devices.outbox import event_record, relay_pending
+
+from ..factories import ApplicationFactory, DeviceFactory
+from .conftest import hook_url, verify_standard_webhook
+
+
+def record_and_relay(device, n=1, type="device.data"):
+    for i in range(n):
+        event_record(device=device, type=type, data={"temperature": 20 + i})
+    relay_pending()
+
+
+def attempt(delivery):
+    """One attempt, as the task queued for it would make it."""
+    delivery.refresh_from_db()
+    outcome = services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+    delivery.refresh_from_db()
+    return outcome
+
+
+@pytest.fixture
+def delivery(hooked_app):
+    record_and_relay(hooked_app.device)
+    return Delivery.objects.get()
+
+
+def test_a_delivery_is_a_signed_json_post(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook", method="POST").respond_with_data("ok")
+    assert attempt(delivery) == DeliveryStatus.SUCCEEDED
+    request, _ = receiver.log[0]
+    event = DeviceEvent.objects.get()
+    device = hooked_app.device
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.get_data()) == {
+        "id": str(event.pk),
+        "type": "device.data",
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "device": {"id": str(device.pk), "serial": device.serial, "product": device.product.slug, "name": device.name},
+        "data": {"temperature": 20},
+    }
+    assert request.headers["webhook-id"] == str(event.pk)
+    assert abs(int(request.headers["webhook-timestamp"]) - timezone.now().timestamp()) < 300
+    assert verify_standard_webhook(request, hooked_app.raw_signing_secret)
+    assert "Webhooks" in request.headers["User-Agent"]
+
+
+def test_basic_authorization_carries_app_id_and_secret(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("ok")
+    attempt(delivery)
+    request, _ = receiver.log[0]
+    expected = base64.b64encode(f"{hooked_app.app_id}:{hooked_app.raw_secret}".encode()).decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+
+
+@pytest.mark.parametrize(("prefix", "header"), [("Bearer", "Bearer {}"), ("", "{}")])
+def test_token_authorization_with_or_without_prefix(hooked_app, receiver, delivery, prefix, header):
+    Application.objects.filter(pk=hooked_app.pk).update(auth_style=CallbackAuthStyle.TOKEN, token_prefix=prefix)
+    receiver.expect_request("/hook").respond_with_data("ok")
+    attempt(delivery)
+    request, _ = receiver.log[0]
+    assert request.headers["Authorization"] == header.format(hooked_app.raw_secret)
+
+
+def test_a_rotated_signing_secret_signs_the_next_attempt(hooked_app, receiver, delivery):
+    new_secret = services.application_signing_secret_rotate(application=hooked_app)
+    receiver.expect_request("/hook").respond_with_data("ok")
+    attempt(delivery)
+    request, _ = receiver.log[0]
+    assert verify_standard_webhook(request, new_secret)
+    assert not verify_standard_webhook(request, hooked_app.raw_signing_secret)
+
+
+def test_the_event_id_is_stable_across_retries(hooked_app, receiver, delivery):
+    receiver.expect_oneshot_request("/hook").respond_with_data("", status=500)
+    receiver.expect_request("/hook").respond_with_data("ok")
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        attempt(delivery)
+        clock.move_to(delivery.next_attempt_at)
+        attempt(delivery)
+    first, second = (request for request, _ in receiver.log)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert delivery.status == DeliveryStatus.SUCCEEDED and delivery.attempts == 2
+
+
+def _follow_schedule(delivery, clock):
+    """Attempts until the delivery stops retrying; returns each wait it scheduled, in seconds."""
+    waits = []
+    while True:
+        outcome = attempt(delivery)
+        if outcome != "retrying":
+            return waits, outcome
+        waits.append((delivery.next_attempt_at - timezone.now()).total_seconds())
+        clock.move_to(delivery.next_attempt_at)
+
+
+def _assert_schedule(waits):
+    assert len(waits) == len(services.RETRY_DELAYS)
+    for wait, planned in zip(waits, services.RETRY_DELAYS, strict=True):
+        assert planned * 0.8 <= wait <= planned * 1.2
+
+
+def test_retries_on_500_follow_the_schedule_then_fail(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("oops", status=500)
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        waits, outcome = _follow_schedule(delivery, clock)
+    _assert_schedule(waits)
+    assert outcome == DeliveryStatus.FAILED
+    assert delivery.status == DeliveryStatus.FAILED and delivery.attempts == services.MAX_ATTEMPTS
+    assert delivery.last_status_code == 500 and "500" in delivery.last_error
+    assert len(receiver.log) == services.MAX_ATTEMPTS
+
+
+def test_retries_on_a_dead_port_follow_the_schedule(hooked_app, delivery):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    Application.objects.filter(pk=hooked_app.pk).update(callback_url=f"http://127.0.0.1:{dead_port}/hook")
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        waits, outcome = _follow_schedule(delivery, clock)
+    _assert_schedule(waits)
+    assert outcome == DeliveryStatus.FAILED
+    assert delivery.last_status_code is None and delivery.last_error == "Could not connect to the callback."
+
+
+def test_the_jitter_spreads_retries():
+    waits = {round(services.retry_delay(1), 3) for _ in range(20)}
+    assert len(waits) > 1
+    assert all(4 <= wait <= 6 for wait in waits)
+
+
+def test_retry_after_is_honoured(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("busy", status=503, headers={"Retry-After": "120"})
+    with time_machine.travel(timezone.now(), tick=False):
+        attempt(delivery)
+        assert (delivery.next_attempt_at - timezone.now()).total_seconds() >= 120
+
+
+def test_a_retry_is_not_taken_before_it_is_due(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("", status=500)
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        attempt(delivery)
+        clock.shift(timedelta(seconds=2))
+        assert services.delivery_send(delivery_id=delivery.pk) is None
+        assert services.deliveries_claim_due()[0] == []
+        clock.move_to(delivery.next_attempt_at)
+        assert services.deliveries_claim_due()[0] == [delivery.pk]
+    assert len(receiver.log) == 1
+
+
+def test_410_stops_and_pauses_the_application(hooked_app, receiver, delivery, django_capture_on_commit_callbacks):
+    receiver.expect_request("/hook").respond_with_data("gone", status=410)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert attempt(delivery) == DeliveryStatus.FAILED
+    hooked_app.refresh_from_db()
+    assert hooked_app.paused_at is not None and "410" in hooked_app.pause_reason
+    assert len(mail.outbox) == 1
+    # Events keep being recorded but nothing is sent to a paused application.
+    record_and_relay(hooked_app.device)
+    assert Delivery.objects.count() == 1
+    assert len(receiver.log) == 1
+
+
+def test_an_application_failing_for_five_days_is_paused_and_its_owner_emailed_once(
+    hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
+):
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: None)
+    receiver.expect_request("/hook").respond_with_data("", status=500)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock, django_capture_on_commit_callbacks(execute=True):
+        record_and_relay(hooked_app.device)
+        attempt(Delivery.objects.get())
+        stale = Application.objects.get(pk=hooked_app.pk)
+        assert stale.failing_since == start
+        clock.move_to(start + timedelta(days=5))
+        record_and_relay(hooked_app.device)
+        attempt(Delivery.objects.get(attempts=0))
+        # Another worker that saw the same failure with the application unpaused sends no second email.
+        services._failing_note(stale, timezone.now())
+    hooked_app.refresh_from_db()
+    assert hooked_app.paused_at is not None and "5 days" in hooked_app.pause_reason
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == [hooked_app.owner.email]
+    assert hooked_app.name in mail.outbox[0].subject
+
+
+def test_a_success_clears_the_failing_streak(hooked_app, receiver):
+    receiver.expect_oneshot_request("/hook").respond_with_data("", status=500)
+    receiver.expect_request("/hook").respond_with_data("ok")
+    record_and_relay(hooked_app.device, n=2)
+    first, second = Delivery.objects.order_by("pk")
+    attempt(first)
+    assert Application.objects.get(pk=hooked_app.pk).failing_since is not None
+    attempt(second)
+    assert Application.objects.get(pk=hooked_app.pk).failing_since is None
+
+
+def test_a_paused_application_gets_nothing_and_resuming_sends_what_waits(
+    hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
+):
+    queued = []
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    record_and_relay(hooked_app.device)
+    services.application_pause(application=hooked_app, reason="Paused by the owner.")
+    pending = Delivery.objects.get()
+    assert services.delivery_send(delivery_id=pending.pk, lease=pending.next_attempt_at) is None
+    assert services.deliveries_claim_due(now=timezone.now() + timedelta(hours=1))[0] == []
+    with django_capture_on_commit_callbacks(execute=True):
+        services.application_resume(application=hooked_app)
+    assert queued == [[pending.pk]]
+    receiver.expect_request("/hook").respond_with_data("ok")
+    assert attempt(pending) == DeliveryStatus.SUCCEEDED
+    assert mail.outbox == []  # the owner paused it: nobody to tell
+
+
+def test_replay_failed_sends_them_again_with_a_fresh_schedule(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("gone", status=410)
+    attempt(delivery)
+    services.application_resume(application=hooked_app)
+    receiver.clear()
+    receiver.expect_request("/hook").respond_with_data("ok")
+    assert services.deliveries_replay_failed(application=hooked_app) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 0
+    assert attempt(delivery) == DeliveryStatus.SUCCEEDED
+
+
+def test_retry_one_delivery(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("", status=500)
+    attempt(delivery)
+    services.delivery_retry(delivery=delivery)
+    delivery.refresh_from_db()
+    assert delivery.attempts == 0
+    receiver.clear()
+    receiver.expect_request("/hook").respond_with_data("ok")
+    assert attempt(delivery) == DeliveryStatus.SUCCEEDED
+
+
+def test_a_test_event_is_a_signed_ping(hooked_app, receiver):
+    receiver.expect_request("/hook").respond_with_data("ok")
+    delivery = services.delivery_send_test(application=hooked_app)
+    assert attempt(delivery) == DeliveryStatus.SUCCEEDED
+    request, _ = receiver.log[0]
+    body = json.loads(request.get_data())
+    assert body["type"] == "ping" and body["device"] is None
+    assert request.headers["webhook-id"] == body["id"]
+    assert verify_standard_webhook(request, hooked_app.raw_signing_secret)
+
+
+def test_the_same_attempt_is_taken_once(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("ok")
+    lease = delivery.next_attempt_at
+    assert services.delivery_send(delivery_id=delivery.pk, lease=lease) == DeliveryStatus.SUCCEEDED
+    assert services.delivery_send(delivery_id=delivery.pk, lease=lease) is None
+    assert len(receiver.log) == 1
+
+
+def test_a_lost_message_is_queued_again_once_its_lease_ends(hooked_app, delivery, monkeypatch):
+    queued = []
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    assert services.deliveries_send_due() == 0  # still leased to the message sent at fan-out
+    with time_machine.travel(delivery.next_attempt_at + timedelta(seconds=1)):
+        assert services.deliveries_send_due() == 1
+        assert services.deliveries_send_due() == 0  # leased again, to the message just queued
+    assert queued == [[delivery.pk]]
+
+
+def test_nothing_secret_reaches_the_logs_or_the_error_text(hooked_app, receiver, delivery, caplog):
+    receiver.expect_request("/hook").respond_with_data(hooked_app.raw_secret, status=500)
+    with caplog.at_level(logging.DEBUG):
+        attempt(delivery)
+    signature = receiver.log[0][0].headers["webhook-signature"]
+    for secret in (hooked_app.raw_secret, hooked_app.raw_signing_secret, signature.split(",", 1)[1]):
+        assert secret not in caplog.text
+        assert secret not in delivery.last_error
+
+
+# --- fan-out -----------------------------------------------------------------------------------
+
+
+def test_fan_out_writes_one_delivery_per_linked_application_with_a_callback(owner, receiver, private_targets):
+    device = DeviceFactory(owner=owner)
+    with_callback = ApplicationFactory(owner=owner, callback_url=hook_url(receiver))
+    without_callback = ApplicationFactory(owner=owner)
+    paused = ApplicationFactory(owner=owner, callback_url=hook_url(receiver), paused_at=timezone.now())
+    unlinked = ApplicationFactory(owner=owner, callback_url=hook_url(receiver))
+    for application in (with_callback, without_callback, paused):
+        application.links.create(device=device)
+    record_and_relay(device, n=3)
+    assert set(Delivery.objects.values_list("application_id", flat=True)) == {with_callback.pk}
+    assert Delivery.objects.count() == 3
+    assert not unlinked.deliveries.exists()
+
+
+def test_fan_out_is_idempotent(hooked_app):
+    event_record(device=hooked_app.device, type="device.online")
+    events = list(DeviceEvent.objects.select_related("device"))
+    services.deliveries_fan_out(events)
+    services.deliveries_fan_out(events)
+    assert Delivery.objects.count() == 1
+
+
+def test_fan_out_is_a_few_queries_for_a_batch(hooked_app, django_assert_num_queries):
+    for _ in range(50):
+        event_record(device=hooked_app.device, type="device.data")
+    events = list(DeviceEvent.objects.select_related("device"))
+    # links of the devices; one INSERT for the batch (ignore_conflicts); the fresh rows' ids
+    with django_assert_num_queries(3):
+        services.deliveries_fan_out(events)
+    assert Delivery.objects.count() == 50
+
+
+def test_fan_out_queues_the_sends_after_commit(hooked_app, monkeypatch, django_capture_on_commit_callbacks):
+    queued = []
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    event_record(device=hooked_app.device, type="device.online")
+    with django_capture_on_commit_callbacks(execute=True):
+        relay_pending()
+    assert queued == [[Delivery.objects.get().pk]]
+
+
+def test_a_broker_outage_does_not_fail_the_fan_out(hooked_app, monkeypatch, django_capture_on_commit_callbacks, caplog):
+    from kombu.exceptions import OperationalError
+
+    from apps import tasks
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(tasks.delivery_send, "apply_async", down)
+    event_record(device=hooked_app.device, type="device.online")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert relay_pending() == 1
+    assert Delivery.objects.get().status == DeliveryStatus.PENDING
+    assert "delivery.publish_failed" in caplog.text
