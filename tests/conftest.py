@@ -32,6 +32,8 @@ def _clean_cache():
 def _test_settings(settings):
     settings.ACCOUNT_RATE_LIMITS = False  # allauth's own limits; the portal's are tested directly
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # Password hashing is deliberately slow; tests do not test it.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
