@@ -434,6 +434,11 @@ def deliveries_fan_out(events):
     _fan_out(events)
 
 
+# Events about one link are heard by that link's application only: the others have no business
+# knowing which applications a device is linked to.
+_LINK_EVENTS = (DeviceEventType.LINKED, DeviceEventType.UNLINKED)
+
+
 def _fan_out(events, *, application_ids=None):
     if not events:
         return 0
@@ -443,8 +448,8 @@ def _fan_out(events, *, application_ids=None):
     if application_ids is not None:
         links = links.filter(application_id__in=application_ids)
     apps_by_device = {}
-    for device_id, application_id in links.values_list("device_id", "application_id"):
-        apps_by_device.setdefault(device_id, []).append(application_id)
+    for device_id, application_id, app_id in links.values_list("device_id", "application_id", "application__app_id"):
+        apps_by_device.setdefault(device_id, []).append((application_id, app_id))
     if not apps_by_device:
         return 0
     # Fresh rows carry this lease, which tells them apart from rows an earlier hand-over wrote.
@@ -452,7 +457,8 @@ def _fan_out(events, *, application_ids=None):
     rows = [
         Delivery(application_id=application_id, event=event, event_type=event.type, next_attempt_at=lease)
         for event in events
-        for application_id in apps_by_device.get(event.device_id, ())
+        for application_id, app_id in apps_by_device.get(event.device_id, ())
+        if event.type not in _LINK_EVENTS or (event.data or {}).get("application_id") == app_id
     ]
     Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
     ids = list(
