@@ -7,6 +7,8 @@ from drf_spectacular.views import SpectacularAPIView
 from . import views
 
 urlpatterns = [
+    # Devices: first, because resolving walks this list in order and devices call far more often than people.
+    path("device/v1/", include("devices.protocol.urls")),
     path("", views.home, name="home"),
     path("branding.css", views.branding_css, name="branding-css"),
     path("admin/", admin.site.urls),
@@ -15,8 +17,6 @@ urlpatterns = [
     path("", include("claiming.urls")),
     path("devices/", include("devices.urls")),
     path("apps/", include("apps.urls")),
-    # Devices
-    path("device/v1/", include("devices.protocol.urls")),
     # Integrators
     path("api/v1/", include("apps.api.urls")),
     path("api/v1/", include("claiming.api.urls")),

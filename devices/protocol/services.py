@@ -14,7 +14,7 @@ from functools import cache
 from http import HTTPStatus
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -142,14 +142,15 @@ def _cursor():
     (error translation, query logging in tests), keeps the plan. Connection poolers in
     transaction mode need prepared-statement support (PgBouncer ≥ 1.21, max_prepared_statements).
     """
-    if connection.vendor != "postgresql" or not is_psycopg3:
-        with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup instead of one per attribute
+    if db.vendor != "postgresql" or not is_psycopg3:
+        with db.cursor() as cursor:
             yield cursor
         return
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = _PreparingCursor(connection.connection)
-    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = _PreparingCursor(db.connection)
+    cursor = db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
     with cursor:
         yield cursor
 
