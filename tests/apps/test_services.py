@@ -8,7 +8,7 @@ import time_machine
 from django.utils import timezone
 
 from apps import selectors, services
-from apps.models import AppLink, Application, CallbackAuthStyle, Connection, ConnectLink, Delivery
+from apps.models import Application, AppLink, CallbackAuthStyle, Connection, ConnectLink, Delivery
 from devices.models import DeviceEvent
 from devices.outbox import event_record, relay_pending
 from portal.errors import NotFound, ValidationError
