@@ -1,1 +1,5 @@
-urlpatterns = []
+from django.urls import path
+
+from . import health
+
+urlpatterns = [path("", health.healthz, name="healthz")]

@@ -19,3 +19,19 @@ def relay_outbox():
 def expire_commands():
     """Marks commands past their TTL expired (every minute from beat)."""
     return commands.commands_expire()
+
+
+@shared_task(name="devices.tasks.mark_stale_devices")
+def mark_stale_devices():
+    """Marks devices offline past their product's threshold and mails their owners (every 60 s)."""
+    from .stale import devices_mark_stale
+
+    return devices_mark_stale()
+
+
+@shared_task(name="devices.tasks.prune_old_data")
+def prune_old_data():
+    """Deletes old readings and handled events in small batches (daily)."""
+    from .retention import data_prune
+
+    return data_prune()

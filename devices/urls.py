@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import notification_views, views
 
 app_name = "devices"
 
@@ -8,4 +8,11 @@ app_name = "devices"
 urlpatterns = [
     path("", views.device_list, name="list"),
     path("<uuid:pk>/rename/", views.device_rename, name="rename"),
+    path("notifications/", notification_views.notification_settings, name="notifications"),
+    path("notifications/<uuid:pk>/", notification_views.notification_device, name="notifications-device"),
+    path(
+        "notifications/unsubscribe/<str:token>/",
+        notification_views.notification_unsubscribe,
+        name="notifications-unsubscribe",
+    ),
 ]

@@ -1,0 +1,120 @@
+"""The owner's notification settings (all devices, or per device) and the signed unsubscribe link."""
+
+from http import HTTPStatus
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from portal.errors import ApplicationError
+
+from . import notifications, selectors
+
+
+class NotificationChoiceForm(forms.Form):
+    offline = forms.BooleanField(required=False, label="When it goes offline")
+    online = forms.BooleanField(required=False, label="When it comes back online")
+
+
+class DeviceNotificationForm(NotificationChoiceForm):
+    ALL, CUSTOM = "all", "custom"
+    follow = forms.ChoiceField(
+        choices=[(ALL, "Same as all my devices"), (CUSTOM, "Choose for this device")],
+        widget=forms.RadioSelect,
+        initial=ALL,
+        label="Emails about this device",
+    )
+
+
+class DeviceFindForm(forms.Form):
+    serial = forms.CharField(max_length=64, label="Serial number", strip=True)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def notification_settings(request):
+    """Emails for all the owner's devices, and the devices that have a choice of their own."""
+    default = notifications.notification_preference_get(user=request.user)
+    form = NotificationChoiceForm(initial={"offline": default.offline, "online": default.online})
+    find_form = DeviceFindForm()
+    status = HTTPStatus.OK
+    if request.method == "POST" and request.POST.get("action") == "find":
+        find_form = DeviceFindForm(request.POST)
+        if find_form.is_valid():
+            device = (
+                selectors.device_list_for_owner(request.user)
+                .filter(serial__iexact=find_form.cleaned_data["serial"])
+                .first()
+            )
+            if device is not None:
+                return redirect("devices:notifications-device", pk=device.pk)
+            find_form.add_error("serial", "You have no device with this serial number.")
+        status = HTTPStatus.BAD_REQUEST
+    elif request.method == "POST":
+        form = NotificationChoiceForm(request.POST)
+        if form.is_valid():
+            notifications.notification_preference_set(user=request.user, **form.cleaned_data)
+            messages.success(request, "Saved. These emails apply to every device without a choice of its own.")
+            return redirect("devices:notifications")
+        status = HTTPStatus.BAD_REQUEST
+    overrides = notifications.notification_preference_list_for_owner(
+        request.user, selectors.device_list_for_owner(request.user)
+    )
+    context = {"form": form, "find_form": find_form, "overrides": overrides}
+    return render(request, "devices/notifications.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def notification_device(request, pk):
+    """One device: follow the owner's choice for all devices, or a choice of its own."""
+    device = selectors.device_get_for_owner(request.user, pk)
+    own = notifications.notification_preference_get(user=request.user, device=device)
+    default = notifications.notification_preference_get(user=request.user)
+    choice = own if own.pk else default
+    form = DeviceNotificationForm(
+        request.POST or None,
+        initial={
+            "follow": DeviceNotificationForm.CUSTOM if own.pk else DeviceNotificationForm.ALL,
+            "offline": choice.offline,
+            "online": choice.online,
+        },
+    )
+    if request.method == "POST" and form.is_valid():
+        if form.cleaned_data["follow"] == DeviceNotificationForm.ALL:
+            notifications.notification_preference_clear(user=request.user, device=device)
+        else:
+            notifications.notification_preference_set(
+                user=request.user,
+                device=device,
+                offline=form.cleaned_data["offline"],
+                online=form.cleaned_data["online"],
+            )
+        messages.success(request, f"Saved the emails for {device.display_name}.")
+        return redirect("devices:notifications")
+    status = HTTPStatus.BAD_REQUEST if request.method == "POST" else HTTPStatus.OK
+    context = {"device": device, "form": form, "default": default}
+    return render(request, "devices/notifications_device.html", context, status=status)
+
+
+# The signed token is the proof, not a session: no login, and no CSRF token (mail clients POST
+# here themselves for RFC 8058 one-click unsubscribe).
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "POST"])
+def notification_unsubscribe(request, token):
+    """GET asks to confirm (link scanners only GET); POST stops every device status email."""
+    try:
+        user = notifications.unsubscribe_user(token)
+    except ApplicationError as exc:
+        return render(
+            request, "devices/notifications_unsubscribe.html", {"error": exc.message}, status=HTTPStatus.BAD_REQUEST
+        )
+    done = request.method == "POST"
+    if done:
+        notifications.notifications_unsubscribe(user=user)
+    return render(request, "devices/notifications_unsubscribe.html", {"done": done})

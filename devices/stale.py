@@ -1,0 +1,153 @@
+"""The stale sweep: online devices silent for longer than their product's threshold go offline.
+
+Beat runs it every minute (`devices.tasks.mark_stale_devices`). One set-based statement finds and
+marks the devices; one `device.offline` event per device is recorded in the same transaction;
+then their owners are mailed (grouped, see `devices.notifications`). A check-in afterwards sets
+the device online again and records `device.online` (devices.protocol).
+"""
+
+import functools
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Value
+from django.utils import timezone
+
+from . import notifications, outbox
+from .models import Device, DeviceEvent, DeviceEventType, DeviceStatus, Product
+
+logger = logging.getLogger(__name__)
+
+SWEEP_LOCK_KEY = "devices:stale-sweep:lock"
+LAST_SWEEP_KEY = "devices:stale-sweep:last"
+# A run cannot outlive the task's hard time limit, so a lock left by a killed worker frees itself
+# then, and a live run never loses its lock to a timeout.
+SWEEP_LOCK_SECONDS = settings.CELERY_TASK_TIME_LIMIT
+# Devices marked per statement (and events written per transaction).
+SWEEP_BATCH = 10_000
+_IN_CHUNK = 900  # ids per IN (...) on SQLite, under its bound-parameter limit
+
+
+def last_sweep_at() -> datetime | None:
+    """When the last sweep finished (None if none is known): the health endpoint's beat check."""
+    stamp = cache.get(LAST_SWEEP_KEY)
+    return datetime.fromtimestamp(stamp, tz=UTC) if stamp is not None else None
+
+
+def devices_mark_stale(*, now=None) -> int:
+    """Marks offline every online device whose last check-in is older than its product's
+    `offline_after`, records one `device.offline` event each, mails the owners who asked, and
+    remembers when it ran. Returns how many devices went offline.
+
+    Runs never overlap: a run that finds the lock taken does nothing and returns 0. With nothing
+    stale, the sweep is one query on the partial index `device_online_last_seen` (plus the
+    notifier's one query for held-back emails).
+    """
+    now = now or timezone.now()
+    token = uuid.uuid4().hex
+    # cache.add is atomic on Redis (SET NX): exactly one of two overlapping runs gets the lock.
+    if not cache.add(SWEEP_LOCK_KEY, token, timeout=SWEEP_LOCK_SECONDS):
+        logger.info("stale.sweep_skipped", extra={"reason": "another sweep is running"})
+        return 0
+    try:
+        went_offline = _devices_mark_offline(now)
+        if went_offline:
+            logger.info("stale.devices_offline", extra={"devices": len(went_offline)})
+        try:
+            notifications.notifications_send(
+                now=now, went_offline=[device_id for device_id, owner_id, _ in went_offline if owner_id]
+            )
+        except Exception:
+            # Emails are best effort: the sweep itself (statuses, events, the beat heartbeat)
+            # must go on. Logged with the traceback, not hidden.
+            logger.exception("stale.notify_failed")
+        cache.set(LAST_SWEEP_KEY, now.timestamp(), timeout=None)
+    finally:
+        if cache.get(SWEEP_LOCK_KEY) == token:
+            cache.delete(SWEEP_LOCK_KEY)
+    return len(went_offline)
+
+
+def _devices_mark_offline(now) -> list[tuple]:
+    """Marks the stale devices in batches, each with its events in one transaction; returns
+    (device id, owner id, last seen) of each device that went offline.
+
+    Batches bound the statement, its locks and the events written at once when a whole fleet goes
+    quiet together (a network outage); a normal sweep is a single batch.
+    """
+    mark = _mark_postgresql if connection.vendor == "postgresql" else _mark_sqlite
+    marked = []
+    while True:
+        # savepoint=False: no SAVEPOINT round trips when called inside a transaction (tests, admin).
+        with transaction.atomic(savepoint=False):
+            rows = mark(now, limit=SWEEP_BATCH)
+            if rows:
+                outbox.events_record(
+                    [
+                        DeviceEvent(
+                            device_id=device_id,
+                            type=DeviceEventType.OFFLINE,
+                            data={"last_seen_at": last_seen_at.isoformat(), "previous_status": DeviceStatus.ONLINE},
+                            created_at=now,
+                        )
+                        for device_id, _, last_seen_at in rows
+                    ]
+                )
+        marked.extend(rows)
+        if len(rows) < SWEEP_BATCH:
+            return marked
+
+
+@functools.cache
+def _sweep_sql() -> str:
+    q = connection.ops.quote_name
+    device, product = q(Device._meta.db_table), q(Product._meta.db_table)
+    # The constant bound (older than the shortest threshold of any product) is what lets the
+    # planner range-scan the partial index device_online_last_seen: with nothing stale the scan
+    # ends at once, and with stale devices it reads only them, whatever the fleet's size. The
+    # join then applies each product's own threshold.
+    # FOR UPDATE re-checks a row that a check-in changed after this statement began (it is no
+    # longer stale, so it is left alone); SKIP LOCKED passes over a device checking in right now.
+    # Only quoted table names are interpolated; the values are parameters.
+    return f"""
+UPDATE {device} AS d
+   SET status = 'offline'
+  FROM (SELECT s.id
+          FROM {device} AS s JOIN {product} AS p ON p.id = s.product_id
+         WHERE s.status = 'online'
+           AND s.last_seen_at < %(now)s - (SELECT min(offline_after) FROM {product}) * interval '1 second'
+           AND s.last_seen_at < %(now)s - p.offline_after * interval '1 second'
+         LIMIT %(limit)s
+           FOR UPDATE OF s SKIP LOCKED) AS stale
+ WHERE d.id = stale.id
+RETURNING d.id, d.owner_id, d.last_seen_at
+"""  # noqa: S608
+
+
+def _mark_postgresql(now, *, limit) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(_sweep_sql(), {"now": now, "limit": limit})
+        return cursor.fetchall()
+
+
+def _mark_sqlite(now, *, limit) -> list[tuple]:
+    # The embedded default. SQLite serialises writers (the transaction began IMMEDIATE), so
+    # reading the stale rows and then updating them by primary key cannot race a check-in.
+    # Durations are microseconds there, hence the factor.
+    threshold = ExpressionWrapper(
+        Value(now) - ExpressionWrapper(F("product__offline_after") * 1_000_000, output_field=DurationField()),
+        output_field=DateTimeField(),
+    )
+    rows = list(
+        Device.objects.filter(status=DeviceStatus.ONLINE, last_seen_at__lt=threshold)
+        .order_by()
+        .values_list("id", "owner_id", "last_seen_at")[:limit]
+    )
+    for start in range(0, len(rows), _IN_CHUNK):
+        ids = [row[0] for row in rows[start : start + _IN_CHUNK]]
+        Device.objects.filter(pk__in=ids).update(status=DeviceStatus.OFFLINE)
+    return rows
