@@ -107,7 +107,7 @@ def delivery_list_for_application(application, *, failed_only=False, limit=50):
 def delivery_get_for_application(application, delivery_id) -> Delivery:
     delivery = Delivery.objects.filter(application=application, pk=delivery_id).first()
     if delivery is None:
-        raise NotFound("No such delivery.")
+        raise ApplicationNotFound("No such delivery.")
     return delivery
 
 
