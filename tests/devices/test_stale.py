@@ -1,0 +1,176 @@
+"""The stale sweep (devices.stale), on a frozen clock."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from django.db import connection
+
+from devices import stale
+from devices.models import Device, DeviceEvent, DeviceEventType, DeviceStatus
+from devices.stale import devices_mark_stale
+from devices.tasks import mark_stale_devices
+from tests.factories import DeviceFactory, ProductFactory
+
+from .protocol_support import checkin, provision_token
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(START, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def slow_product():
+    return ProductFactory(slug="slow", offline_after=600)
+
+
+@pytest.fixture
+def fast_product():
+    return ProductFactory(slug="fast", offline_after=60)
+
+
+def online(product, seconds_ago, **kwargs):
+    return DeviceFactory(
+        product=product, status=DeviceStatus.ONLINE, last_seen_at=START - timedelta(seconds=seconds_ago), **kwargs
+    )
+
+
+def statuses(*devices):
+    return [Device.objects.get(pk=d.pk).status for d in devices]
+
+
+def offline_events():
+    return DeviceEvent.objects.filter(type=DeviceEventType.OFFLINE)
+
+
+def test_each_product_has_its_own_threshold(clock, slow_product, fast_product):
+    slow_quiet = online(slow_product, 601)
+    slow_recent = online(slow_product, 599)
+    fast_quiet = online(fast_product, 61)
+    fast_recent = online(fast_product, 59)
+
+    assert devices_mark_stale() == 2
+
+    assert statuses(slow_quiet, slow_recent, fast_quiet, fast_recent) == ["offline", "online", "offline", "online"]
+
+
+def test_only_online_devices_are_marked(clock, slow_product):
+    never_seen = DeviceFactory(product=slow_product)
+    already_offline = DeviceFactory(
+        product=slow_product, status=DeviceStatus.OFFLINE, last_seen_at=START - timedelta(days=1)
+    )
+
+    assert devices_mark_stale() == 0
+
+    assert statuses(never_seen, already_offline) == ["never_seen", "offline"]
+    assert not offline_events().exists()
+
+
+def test_one_offline_event_per_device_with_when_it_was_last_seen(clock, slow_product):
+    quiet = [online(slow_product, 700 + i) for i in range(3)]
+
+    devices_mark_stale()
+
+    events = {e.device_id: e for e in offline_events()}
+    assert set(events) == {d.pk for d in quiet}
+    event = events[quiet[0].pk]
+    assert event.created_at == START
+    assert event.data == {"last_seen_at": (START - timedelta(seconds=700)).isoformat(), "previous_status": "online"}
+
+
+def test_a_second_sweep_marks_nothing_again(clock, slow_product):
+    online(slow_product, 700)
+    devices_mark_stale()
+
+    assert devices_mark_stale() == 0
+    assert offline_events().count() == 1
+
+
+def test_a_device_goes_offline_then_online_again(clock, client, owner, slow_product):
+    device = DeviceFactory(product=slow_product, owner=owner)
+    token = provision_token(client, device)
+    assert checkin(client, token).status_code == 200
+
+    clock.shift(601)
+    assert devices_mark_stale() == 1
+    clock.shift(30)
+    assert checkin(client, token).status_code == 200
+
+    device.refresh_from_db()
+    assert device.status == DeviceStatus.ONLINE
+    kinds = list(
+        DeviceEvent.objects.filter(device=device)
+        .exclude(type=DeviceEventType.DATA)
+        .order_by("created_at")
+        .values_list("type", "data")
+    )
+    assert kinds == [
+        ("device.online", {"previous_status": "never_seen"}),
+        ("device.offline", {"last_seen_at": START.isoformat(), "previous_status": "online"}),
+        ("device.online", {"previous_status": "offline"}),
+    ]
+
+
+def test_a_run_that_finds_the_lock_taken_does_nothing(clock, slow_product):
+    quiet = online(slow_product, 700)
+    cache.add(stale.SWEEP_LOCK_KEY, "another run", timeout=60)
+
+    assert devices_mark_stale() == 0
+
+    assert statuses(quiet) == ["online"]
+    assert stale.last_sweep_at() is None
+    assert cache.get(stale.SWEEP_LOCK_KEY) == "another run"  # not released by the run that lost
+
+
+def test_the_lock_is_released_after_a_run(clock, slow_product):
+    devices_mark_stale()
+
+    assert cache.get(stale.SWEEP_LOCK_KEY) is None
+
+
+def test_the_last_sweep_time_is_kept_for_the_health_check(clock):
+    assert stale.last_sweep_at() is None
+
+    devices_mark_stale()
+
+    assert stale.last_sweep_at() == START
+
+
+def test_large_sweeps_go_in_batches(clock, slow_product, monkeypatch):
+    monkeypatch.setattr(stale, "SWEEP_BATCH", 2)
+    quiet = [online(slow_product, 700) for _ in range(5)]
+
+    assert devices_mark_stale() == 5
+
+    assert set(statuses(*quiet)) == {"offline"}
+    assert offline_events().count() == 5
+
+
+def test_an_empty_sweep_is_two_queries(clock, slow_product, django_assert_num_queries):
+    online(slow_product, 30)
+    with django_assert_num_queries(2):
+        # 1. the stale devices: UPDATE … RETURNING on PostgreSQL (a SELECT on SQLite), none found
+        # 2. the notifier: emails held back earlier, or devices back from offline (none)
+        devices_mark_stale()
+
+
+def test_the_sweep_can_use_the_partial_index(requires_postgres, slow_product):
+    with connection.cursor() as cursor:
+        # Tiny test tables are cheaper to scan; forbid that to see whether the index qualifies.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + stale._sweep_sql(), {"now": START, "limit": stale.SWEEP_BATCH})
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "device_online_last_seen" in plan
+
+
+def test_the_beat_task_runs_the_sweep(clock, slow_product):
+    online(slow_product, 700)
+
+    assert mark_stale_devices() == 1
