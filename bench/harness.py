@@ -28,13 +28,14 @@ local method = os.getenv("BENCH_METHOD") or "GET"
 local path = os.getenv("BENCH_PATH") or "/"
 local body = os.getenv("BENCH_BODY")
 local file = os.getenv("BENCH_AUTH_FILE")
+local auth_header = os.getenv("BENCH_AUTH_HEADER") or "Authorization"
 if file then for line in io.lines(file) do lines[#lines + 1] = line end end
 
 request = function()
   local headers = {["Content-Type"] = "application/json"}
   if #lines > 0 then
     i = i + 1
-    headers["Authorization"] = lines[(i % #lines) + 1]
+    headers[auth_header] = lines[(i % #lines) + 1]
   end
   return wrk.format(method, path, headers, body)
 end
@@ -146,13 +147,18 @@ class Gunicorn:
             self.proc.kill()
 
 
-def wrk(server, path, *, method="GET", body=None, auth_lines=None, seconds=10, connections=16, threads=2):
-    """Runs wrk against server; returns req/s, p50/p99 latency and server CPU ms per request."""
+def wrk(
+    server, path, *, method="GET", body=None, auth_lines=None, auth_header="Authorization",
+    seconds=10, connections=16, threads=2,
+):
+    """Runs wrk against server; returns req/s, p50/p99 latency and server CPU ms per request.
+
+    auth_lines: values of `auth_header`, one per request in turn (tokens, or session cookies)."""
     ensure_wrk()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp, "bench.lua")
         script.write_text(WRK_SCRIPT)
-        env = {**os.environ, "BENCH_METHOD": method, "BENCH_PATH": path}
+        env = {**os.environ, "BENCH_METHOD": method, "BENCH_PATH": path, "BENCH_AUTH_HEADER": auth_header}
         if body is not None:
             env["BENCH_BODY"] = body
         if auth_lines:
@@ -162,7 +168,8 @@ def wrk(server, path, *, method="GET", body=None, auth_lines=None, seconds=10, c
         pids = server.pids()
         cpu_before = _cpu_seconds(pids)
         out = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "-s", str(script), server.url],
+            ["wrk", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{seconds}s",
+             "-s", str(script), server.url],
             capture_output=True, text=True, env=env, check=True,
         ).stdout
         cpu = _cpu_seconds(pids) - cpu_before
