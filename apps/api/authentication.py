@@ -1,13 +1,15 @@
 """Who is calling the integrator API: an application, by `Authorization: Basic base64(AppId:Secret)`.
 
 The Secret is compared with its keyed digest in constant time, and an unknown App Id costs the
-same work as a known one, so timing tells nothing about which App Ids exist. A paused or deleted
-application is refused like a wrong Secret (401). No session authentication: the API has no
-cookies, so no CSRF.
+same work as a known one, so timing tells nothing about which App Ids exist. Wrong credentials are
+counted per client address; past the limit every attempt from there is a 429 for the rest of the
+minute. A paused or deleted application is refused (401). No session authentication: the API has
+no cookies, so no CSRF.
 """
 
 import base64
 import binascii
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -17,6 +19,9 @@ from rest_framework.authentication import BaseAuthentication
 
 from apps.models import Application
 from apps.services import APP_SECRET_PURPOSE
+from portal import ratelimit
+from portal.errors import Throttled
+from portal.http import client_ip
 from portal.secrets import digests_match
 
 logger = logging.getLogger(__name__)
@@ -24,6 +29,8 @@ logger = logging.getLogger(__name__)
 REALM = "api"
 MAX_APP_ID_LENGTH = Application._meta.get_field("app_id").max_length
 MAX_SECRET_LENGTH = 200
+# Wrong credentials allowed per client address and minute before 429: guessing Secrets stays slow.
+AUTH_FAILURES_PER_IP = (30, 60)
 
 
 # Compared against when the App Id is unknown, so both paths compute and compare one digest.
@@ -67,10 +74,15 @@ class ApplicationBasicAuthentication(BaseAuthentication):
         if credentials is None:
             return None  # another scheme: answered 401 with our challenge by IsAuthenticated
         app_id, secret = credentials
+        ip = client_ip(request) or "-"
+        limit, window = AUTH_FAILURES_PER_IP
+        ratelimit.check("api-auth-fail-ip", ip, limit=limit, window=window)
         application = Application.objects.filter(app_id=app_id).first()
         digest = application.secret_digest if application is not None else _NO_DIGEST
         if not digests_match(secret, digest, purpose=APP_SECRET_PURPOSE) or application is None:
             logger.warning("api.auth_rejected", extra={"reason": "wrong_credentials", "app_id": app_id[:8]})
+            with contextlib.suppress(Throttled):  # this attempt is answered as the 401 it is
+                ratelimit.hit("api-auth-fail-ip", ip, limit=limit, window=window)
             raise exceptions.AuthenticationFailed("The App Id or Secret is wrong.")
         if application.paused_at is not None:
             logger.warning("api.auth_rejected", extra={"reason": "paused", "app_id": app_id})

@@ -187,3 +187,14 @@ def test_secrets_are_never_logged(client, application, caplog):
 def test_a_second_application_of_the_same_owner_has_its_own_secret(client, owner, application):
     second = make_application(owner)
     assert client.get(DEVICES_URL, **basic_header(second.app_id, application.raw_secret)).status_code == 401
+
+
+def test_repeated_wrong_secrets_from_one_address_end_in_429(client, application):
+    wrong = basic_header(application.app_id, "not-the-secret")
+    for _ in range(30):
+        assert client.get(DEVICES_URL, **wrong).status_code == HTTPStatus.UNAUTHORIZED
+    response = client.get(DEVICES_URL, **auth(application))  # even the right Secret waits
+    assert_error(response, HTTPStatus.TOO_MANY_REQUESTS, "throttled")
+    assert int(response["Retry-After"]) > 0
+    other_address = client.get(DEVICES_URL, REMOTE_ADDR="198.51.100.20", **auth(application))
+    assert other_address.status_code == HTTPStatus.OK
