@@ -100,6 +100,12 @@ def manage(env, *args):
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
+def prepare(env):
+    """Migrates the bench database and collects static files (production settings serve them hashed)."""
+    manage(env, "migrate", "-v0")
+    manage(env, "collectstatic", "--noinput", "-v0")
+
+
 def _cpu_seconds(pids):
     total = 0
     for pid in pids:
@@ -179,3 +185,15 @@ def wrk(
     result["rps"] = round(requests / (result["duration_us"] / 1e6), 1)
     result["cpu_ms_per_request"] = round(cpu * 1000 / requests, 3)
     return result
+
+
+def print_rows(rows):
+    """Prints benchmark rows (dicts with benchmark, measure, value and optional goal/met) as a table."""
+    print(f"{'benchmark':<46}{'measure':<24}{'value':>12}  {'goal':<30}{'met':<5}details")
+    for row in rows:
+        shown = {"benchmark", "measure", "value", "goal", "met"}
+        details = ", ".join(f"{key}={value}" for key, value in row.items() if key not in shown)
+        met = "" if "met" not in row else ("yes" if row["met"] else "NO")
+        print(
+            f"{row['benchmark']:<46}{row['measure']:<24}{row['value']:>12}  {row.get('goal', ''):<30}{met:<5}{details}"
+        )
