@@ -139,6 +139,7 @@ class Agent:
         self.stop = stop or threading.Event()
         self.status = None
         self.on_reboot = None
+        self.done = {}  # command id → outcome, so a command handed out twice runs once
         self.private_key = self._load_or_create_key()
         self.csr = csr_for(self.private_key, serial)
 
@@ -243,11 +244,18 @@ class Agent:
 
     def execute(self, command, commands_url):
         name, params = command.get("name"), command.get("params") or {}
-        handler = getattr(self, f"command_{name}", None)
-        if handler is None:
-            status, result = "failed", {"error": f"unsupported command {name!r}"}
+        if command["id"] in self.done:
+            # Handed out again because our acknowledgement was lost: report it again, never rerun it.
+            status, result = self.done[command["id"]]
         else:
-            status, result = handler(params)
+            handler = getattr(self, f"command_{name}", None)
+            if handler is None:
+                status, result = "failed", {"error": f"unsupported command {name!r}"}
+            else:
+                status, result = handler(params)
+            self.done[command["id"]] = (status, result)
+            while len(self.done) > 100:
+                self.done.pop(next(iter(self.done)))
         response = self.session.post(
             f"{commands_url}/{command['id']}",
             json={"status": status, "result": result},
@@ -257,7 +265,7 @@ class Agent:
         if response.status_code == 401:
             raise TokenRefused()
         logger.info("%s command %s %s (ack HTTP %s)", self.serial, name, status, response.status_code)
-        if name == "reboot" and status == "succeeded":
+        if name == "reboot" and status == "succeeded" and response.status_code == 200:
             self.reboot()
 
     def command_reboot(self, params):

@@ -78,6 +78,42 @@ def test_set_interval_changes_the_check_in_period():
     assert agent._interval(60) == 5
 
 
+class _FakeResponse:
+    status_code = 200
+
+    def json(self):
+        return {}
+
+
+class _RecordingSession:
+    def __init__(self):
+        self.headers = {}
+        self.posts = []
+
+    def post(self, url, **kwargs):
+        self.posts.append((url, kwargs["json"]))
+        return _FakeResponse()
+
+
+def test_a_command_handed_out_twice_runs_once_and_is_acknowledged_twice(monkeypatch):
+    session = _RecordingSession()
+    agent = Agent(url="http://x", serial="S1", key="k", state=State(None), values=dict, session=session)
+    runs = []
+    monkeypatch.setattr(agent, "command_identify", lambda params: runs.append(params) or ("succeeded", {"n": 1}))
+    command = {"id": "c1", "name": "identify", "params": {}}
+    agent.execute(command, "http://x/device/v1/commands")
+    agent.execute(command, "http://x/device/v1/commands")
+    assert len(runs) == 1
+    assert session.posts == [("http://x/device/v1/commands/c1", {"status": "succeeded", "result": {"n": 1}})] * 2
+
+
+def test_unknown_commands_are_reported_failed():
+    session = _RecordingSession()
+    agent = Agent(url="http://x", serial="S1", key="k", state=State(None), values=dict, session=session)
+    agent.execute({"id": "c2", "name": "self_destruct", "params": {}}, "http://x/c")
+    assert session.posts[0][1]["status"] == "failed"
+
+
 # End to end: the real agent process against the live server.
 
 
