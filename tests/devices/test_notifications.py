@@ -10,6 +10,7 @@ import time_machine
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.urls import reverse
+from django.utils import timezone
 
 from devices import notifications
 from devices.models import Device, DeviceStatus, NotificationPreference, NotificationState
@@ -36,8 +37,6 @@ def product():
 
 def seen_now(owner, product, **kwargs):
     """A device that checked in just now (moves with the frozen clock)."""
-    from django.utils import timezone
-
     return DeviceFactory(
         owner=owner, product=product, status=DeviceStatus.ONLINE, last_seen_at=timezone.now(), **kwargs
     )
@@ -45,9 +44,8 @@ def seen_now(owner, product, **kwargs):
 
 def check_in(*devices):
     """What a check-in does to status (the protocol itself is tested elsewhere)."""
-    from django.utils import timezone
-
-    Device.objects.filter(pk__in=[d.pk for d in devices]).update(status=DeviceStatus.ONLINE, last_seen_at=timezone.now())
+    ids = [d.pk for d in devices]
+    Device.objects.filter(pk__in=ids).update(status=DeviceStatus.ONLINE, last_seen_at=timezone.now())
 
 
 def sweep_after(clock, seconds):
