@@ -27,9 +27,3 @@ def linked_device(application, owner):
 @pytest.fixture
 def app_auth(application):
     return auth(application)
-
-
-@pytest.fixture
-def fast_passwords(settings):
-    # Every test builds two or three personas; the default hasher would dominate the run time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

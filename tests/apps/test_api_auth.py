@@ -10,7 +10,6 @@ from django.utils import timezone
 from .api_support import auth, basic_header, make_application
 
 pytest_plugins = ["tests.apps.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 DEVICES_URL = "/api/v1/devices"
 

@@ -14,7 +14,6 @@ from ..factories import DeviceFactory
 from .api_support import auth, basic_header, link, make_application
 
 pytest_plugins = ["tests.apps.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def commands_url(device_id):

@@ -3,7 +3,6 @@
 from datetime import timedelta
 from http import HTTPStatus
 
-import pytest
 from django.utils import timezone
 
 from apps.models import Connection, ConnectLink
@@ -13,7 +12,6 @@ from ..factories import UserFactory
 from .api_support import basic_header
 
 pytest_plugins = ["tests.apps.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 CONNECT_LINKS_URL = "/api/v1/connect-links"
 

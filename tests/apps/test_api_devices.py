@@ -14,7 +14,6 @@ from ..factories import DeviceFactory, ProductFactory
 from .api_support import auth, link, make_application
 
 pytest_plugins = ["tests.apps.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 DEVICES_URL = "/api/v1/devices"
 

@@ -14,7 +14,6 @@ from ..factories import DeviceFactory
 from .api_support import basic_header, link
 
 pytest_plugins = ["tests.apps.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 EVENTS_URL = "/api/v1/events"
 

@@ -17,7 +17,6 @@ from ..factories import ClaimCodeFactory, DeviceFactory, UserFactory
 from .api_support import auth, link, make_application
 
 pytest_plugins = ["tests.apps.api_fixtures"]
-pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 CHECKS = [
     schemathesis.checks.not_a_server_error,
