@@ -85,6 +85,8 @@ class ApplicationApi(APIView):
 
 # --- devices -----------------------------------------------------------------------------------
 
+DEVICE_LIST_COLUMNS = ("id", "serial", "name", "status", "last_seen_at", "last_ip", "product__slug")
+
 
 class DeviceListApi(ApplicationApi):
     """The devices linked to your application, by serial; filter by status, product or last check-in."""
@@ -101,6 +103,8 @@ class DeviceListApi(ApplicationApi):
     def get(self, request):
         filters = self.query_input(DeviceFilterInput)
         devices = selectors.device_list_for_application(self.application).select_related("product")
+        # Only the columns the page shows: the latest values (JSON) are the detail's.
+        devices = devices.only(*DEVICE_LIST_COLUMNS)
         devices = selectors.device_filter(devices, **filters)
         return self.paginated(devices, DeviceOutput)
 

@@ -261,3 +261,16 @@ def test_readings_need_credentials(client, app_auth, linked_device, application)
 
     response = client.get(readings_url(linked_device.pk), **basic_header(application.app_id, "wrong"))
     assert response.status_code == HTTPStatus.UNAUTHORIZED
+
+
+def test_device_representation_matches_what_drf_fields_would_render(linked_device):
+    """DeviceOutput builds its dict by hand for speed; it must say exactly what its declared fields say."""
+    from rest_framework import serializers
+
+    from apps.api.serializers import DeviceDetailOutput
+
+    linked_device.last_seen_at = timezone.now()
+    linked_device.last_ip = "203.0.113.9"
+    linked_device.values = {"temperature": 20.5}
+    by_fields = serializers.Serializer.to_representation(DeviceDetailOutput(), linked_device)
+    assert DeviceDetailOutput(linked_device).data == by_fields
