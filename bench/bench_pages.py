@@ -30,6 +30,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django.setup()
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
 from apps.models import AppLink
 from apps.services import application_create
 from devices.models import Device, DeviceStatus, Product
@@ -59,6 +60,8 @@ def session_cookie(user):
     return f"sessionid={session.session_key}"
 
 
+with connection.cursor() as cursor:
+    cursor.execute("ANALYZE")  # the planner must know the tables' sizes, as it would in production
 json.dump({"big": session_cookie(big), "small": session_cookie(small),
            "app_id": application.app_id, "secret": secret}, sys.stdout)
 """
