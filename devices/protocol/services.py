@@ -9,12 +9,11 @@ import json
 import logging
 import random
 import uuid
-from contextlib import contextmanager
 from functools import cache
 from http import HTTPStatus
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, transaction
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -86,9 +85,7 @@ def device_provision(*, serial: str, factory_key: str, attempt: int = 0, csr_pem
     """
     for _ in range(3):
         # The hot path (a factory of unclaimed devices polling) is this one prepared SELECT.
-        with _cursor() as cursor:
-            cursor.execute(_poll_sql(), [serial])
-            row = cursor.fetchone()
+        row = _fetchone(_poll_sql(), [serial])
         stored = row[1] if row else _dummy_factory_key_digest()
         if not digests_match(factory_key, stored, purpose=FACTORY_KEY_PURPOSE) or row is None:
             raise Unauthenticated()
@@ -132,27 +129,36 @@ def values_validate(values) -> dict:
     return values
 
 
-@contextmanager
-def _cursor():
-    """A cursor whose statements PostgreSQL plans once per connection.
+def _fetchone(sql, params):
+    """Runs one statement and returns its first row, through a cursor PostgreSQL plans once.
 
     Django binds parameters client-side and never prepares, so PostgreSQL would plan the check-in
     statement (five tables, their indexes) on every call: that planning costs more than running
     it. A server-binding psycopg cursor that prepares every statement it runs, wrapped by Django
     (error translation, query logging in tests), keeps the plan. Connection poolers in
     transaction mode need prepared-statement support (PgBouncer ≥ 1.21, max_prepared_statements).
+
+    Instead of Django's per-request health check (a `SELECT 1` round trip before the first query),
+    a statement that fails on a dead persistent connection outside any transaction is retried once
+    on a new connection (the statements here are single autocommit statements, safe to repeat).
     """
     db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup instead of one per attribute
     if db.vendor != "postgresql" or not is_psycopg3:
         with db.cursor() as cursor:
-            yield cursor
-        return
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    raw = _PreparingCursor(db.connection)
-    cursor = db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
-    with cursor:
-        yield cursor
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    for attempt in (1, 2):
+        try:
+            db.ensure_connection()
+            raw = _PreparingCursor(db.connection)
+            with db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw) as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+        except OperationalError:
+            if attempt == 2 or db.in_atomic_block or db.is_usable():
+                raise
+            logger.warning("device.db_reconnect")
+            db.close()
 
 
 @cache
@@ -205,20 +211,20 @@ SELECT dev.id, dev.old_status, dev.first_use, p.checkin_interval,
 
 
 def _checkin_postgresql(*, digest, values, ip, now):
-    with _cursor() as cursor:
-        cursor.execute(
-            _checkin_sql(),
-            {
-                "now": now,
-                "ip": ip,
-                "values": json.dumps(values),
-                "digest": digest,
-                "data_event_id": uuid.uuid4(),
-                "online_event_id": uuid.uuid4(),
-                "data": json.dumps({"values": values, "recorded_at": now.isoformat()}),
-            },
-        )
-        row = cursor.fetchone()
+    # The event ids are chosen here, so a retried statement that had in fact run fails on the
+    # primary key instead of recording the check-in twice.
+    row = _fetchone(
+        _checkin_sql(),
+        {
+            "now": now,
+            "ip": ip,
+            "values": json.dumps(values),
+            "digest": digest,
+            "data_event_id": uuid.uuid4(),
+            "online_event_id": uuid.uuid4(),
+            "data": json.dumps({"values": values, "recorded_at": now.isoformat()}),
+        },
+    )
     if row is None:
         raise Unauthenticated()
     device_id, old_status, first_use, interval, open_commands = row

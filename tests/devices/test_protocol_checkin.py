@@ -266,3 +266,25 @@ def test_checkins_are_limited_per_ip(client, token, settings):
     settings.DEVICE_RATE_LIMIT_PER_IP = 1
     assert checkin(client, token).status_code == HTTPStatus.OK
     assert checkin(client, "another-token").status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checkin_survives_a_dropped_database_connection(client, owned_device, requires_postgres):
+    import psycopg
+
+    token = provision_token(client, owned_device)
+    assert checkin(client, token).status_code == HTTPStatus.OK
+    backend_pid = connection.connection.info.backend_pid
+    settings_dict = connection.settings_dict
+    with psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+        autocommit=True,
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+    assert checkin(client, token, {"temperature": 30}).status_code == HTTPStatus.OK
+    owned_device.refresh_from_db()
+    assert owned_device.values == {"temperature": 30}
+    assert Reading.objects.filter(device=owned_device).count() == 2
