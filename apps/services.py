@@ -69,6 +69,11 @@ ENQUEUE_LEASE = timedelta(minutes=2)
 SHORT_WAIT_SECONDS = 60
 RESPONSE_READ_LIMIT = 64 * 1024
 DUE_BATCH = 500
+# Deliveries a send task takes at once (fewer queue round trips and queries per delivery), the time
+# after which it starts no new send, and how many successes it writes at a time.
+CHUNK_SIZE = 50
+CHUNK_BUDGET_SECONDS = 60
+SUCCESS_FLUSH = 25
 
 
 # --- applications ------------------------------------------------------------------------------
@@ -476,13 +481,14 @@ def _deliveries_enqueue(ids, lease, *, countdown=None):
 
 
 def _deliveries_publish(ids, lease, *, countdown=None):
-    """Queues one send per delivery. Nothing is lost when the broker is down: the rows fall due
-    when their lease ends and the beat task queues them again."""
-    from .tasks import delivery_send as delivery_send_task
+    """Queues the sends, CHUNK_SIZE deliveries a task. Nothing is lost when the broker is down:
+    the rows fall due when their lease ends and the beat task queues them again."""
+    from .tasks import deliveries_send as deliveries_send_task
 
-    for delivery_id in ids:
+    for start in range(0, len(ids), CHUNK_SIZE):
+        chunk = list(ids[start : start + CHUNK_SIZE])
         try:
-            delivery_send_task.apply_async((delivery_id,), {"lease": lease.isoformat()}, countdown=countdown)
+            deliveries_send_task.apply_async((chunk,), {"lease": lease.isoformat()}, countdown=countdown)
         except OperationalError:
             # Each failed publish waits for the broker's connect timeout: stop at the first.
             logger.error("delivery.publish_failed", extra={"deliveries": len(ids)}, exc_info=True)
@@ -630,17 +636,31 @@ def http_session() -> requests.Session:
     return _http_session
 
 
-def _send_lease() -> timedelta:
-    # Longer than one attempt can take, so only a dead worker's delivery is ever taken over.
-    return timedelta(seconds=2 * settings.WEBHOOK_TIMEOUT_SECONDS + 30)
+def _send_lease(count) -> timedelta:
+    # Longer than a task can spend on its deliveries, so only a dead worker's are ever taken over.
+    budget = CHUNK_BUDGET_SECONDS if count > 1 else 0
+    return timedelta(seconds=budget + 2 * settings.WEBHOOK_TIMEOUT_SECONDS + 30)
 
 
-def _claim(delivery_id, lease, now) -> bool:
-    """Takes the next attempt of a delivery; False when another worker has it, or it is not due."""
-    rows = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING, application__paused_at__isnull=True)
+def _claim(delivery_ids, lease, now) -> list[Delivery]:
+    """Takes the next attempt of those deliveries no other worker has; returns them, loaded.
+
+    One conditional UPDATE decides; its new `next_attempt_at` (this call's own timestamp) then
+    tells the rows this call took apart from the others.
+    """
+    rows = Delivery.objects.filter(
+        pk__in=delivery_ids, status=DeliveryStatus.PENDING, application__paused_at__isnull=True
+    )
     rows = rows.filter(next_attempt_at=lease) if lease is not None else rows.filter(next_attempt_at__lte=now)
+    claimed_until = now + _send_lease(len(delivery_ids))
     # Counted when taken, so a delivery that kills its worker still runs out of attempts.
-    return rows.update(next_attempt_at=now + _send_lease(), attempts=F("attempts") + 1) == 1
+    if not rows.update(next_attempt_at=claimed_until, attempts=F("attempts") + 1):
+        return []
+    return list(
+        Delivery.objects.filter(pk__in=delivery_ids, next_attempt_at=claimed_until)
+        .select_related("application__owner", "event__device__product")
+        .order_by("pk")
+    )
 
 
 def _post(url, body, headers):
@@ -714,29 +734,118 @@ def retry_delay(attempts: int, retry_after: int | None = None) -> float:
 
 def delivery_send(*, delivery_id, lease=None) -> str | None:
     """Makes one attempt of a delivery if this caller can take it; returns the outcome
-    (`succeeded`, `retrying`, `failed`) or None when there was nothing to do.
+    (`succeeded`, `retrying`, `failed`) or None when there was nothing to do."""
+    return deliveries_send(delivery_ids=[delivery_id], lease=lease).get(delivery_id)
 
-    `lease` is the `next_attempt_at` the queuing side set: only the task carrying it may take
-    the delivery before it is due again.
+
+def deliveries_send(*, delivery_ids, lease=None) -> dict:
+    """One attempt of each delivery this caller can take, in turn over the worker's connection
+    pool; returns {delivery id: outcome}.
+
+    `lease` is the `next_attempt_at` the queuing side set: only the task carrying it may take the
+    deliveries before they are due again. Successes are written in bulk (a crash before that only
+    means they are sent again: at least once). A task stops starting sends after
+    CHUNK_BUDGET_SECONDS and hands the rest back; after a receiver fails to answer, the rest of
+    its deliveries in the chunk wait for its first retry instead of each waiting for a timeout.
     """
     now = timezone.now()
-    if not _claim(delivery_id, lease, now):
-        return None
-    delivery = Delivery.objects.select_related("application__owner", "event__device__product").get(pk=delivery_id)
-    application = delivery.application
-    if not application.callback_url:
-        return _attempt_record(delivery, status_code=None, error="The application has no callback URL.", final=True)
-    body, headers = webhook_request(delivery, now=now)
+    deliveries = _claim(delivery_ids, lease, now)
+    outcomes = {}
+    succeeded = []
+    later = {}  # application id -> when its remaining deliveries are due again
+    handed_back = []
     started = time.monotonic()
-    status_code, retry_after, error = _post(application.callback_url, body, headers)
-    latency_ms = int((time.monotonic() - started) * 1000)
-    if status_code == 410:
-        outcome = _attempt_record(delivery, status_code=410, error=error, latency_ms=latency_ms, final=True)
-        application_pause(application=application, reason="The callback answered 410 Gone.", notify=True)
-        return outcome
-    return _attempt_record(
-        delivery, status_code=status_code, error=error, latency_ms=latency_ms, retry_after=retry_after
-    )
+    for index, delivery in enumerate(deliveries):
+        application = delivery.application
+        out_of_time = index > 0 and time.monotonic() - started > CHUNK_BUDGET_SECONDS
+        if application.pk in later or out_of_time:
+            handed_back.append(delivery)
+            continue
+        if not application.callback_url:
+            outcomes[delivery.pk] = _attempt_record(
+                delivery, status_code=None, error="The application has no callback URL.", final=True
+            )
+            continue
+        body, headers = webhook_request(delivery)
+        attempt_started = time.monotonic()
+        status_code, retry_after, error = _post(application.callback_url, body, headers)
+        latency_ms = int((time.monotonic() - attempt_started) * 1000)
+        if not error:
+            delivery.last_status_code, delivery.last_latency_ms = status_code, latency_ms
+            delivery.delivered_at = timezone.now()
+            succeeded.append(delivery)
+            outcomes[delivery.pk] = DeliveryStatus.SUCCEEDED
+            if len(succeeded) >= SUCCESS_FLUSH:
+                _successes_record(succeeded)
+                succeeded = []
+            continue
+        if status_code == 410:
+            outcomes[delivery.pk] = _attempt_record(
+                delivery, status_code=410, error=error, latency_ms=latency_ms, final=True
+            )
+            application_pause(application=application, reason="The callback answered 410 Gone.", notify=True)
+            later[application.pk] = timezone.now()
+            continue
+        outcomes[delivery.pk] = _attempt_record(
+            delivery, status_code=status_code, error=error, latency_ms=latency_ms, retry_after=retry_after
+        )
+        if status_code is None or retry_after is not None:
+            later[application.pk] = delivery.next_attempt_at or timezone.now()
+    _successes_record(succeeded)
+    if handed_back:
+        _hand_back(handed_back, later)
+    return outcomes
+
+
+def _successes_record(deliveries):
+    if not deliveries:
+        return
+    for delivery in deliveries:
+        delivery.status = DeliveryStatus.SUCCEEDED
+        delivery.next_attempt_at = None
+        delivery.last_attempt_at = delivery.delivered_at
+        delivery.last_error = ""
+    fields = [
+        "status",
+        "delivered_at",
+        "next_attempt_at",
+        "last_attempt_at",
+        "last_status_code",
+        "last_latency_ms",
+        "last_error",
+    ]
+    Delivery.objects.bulk_update(deliveries, fields)
+    healed = {delivery.application_id for delivery in deliveries if delivery.application.failing_since is not None}
+    if healed:
+        Application.objects.filter(pk__in=healed).update(failing_since=None)
+    for delivery in deliveries:
+        logger.info(
+            "delivery.sent",
+            extra={
+                "delivery_id": delivery.pk,
+                "app_id": delivery.application.app_id,
+                "attempt": delivery.attempts,
+                "status": delivery.last_status_code,
+                "ms": delivery.last_latency_ms,
+            },
+        )
+
+
+def _hand_back(deliveries, later):
+    """Returns unattempted deliveries: their attempt is not counted; those of a receiver that just
+    failed wait for its retry, the others are queued again at once."""
+    now = timezone.now()
+    requeue = []
+    for delivery in deliveries:
+        due = later.get(delivery.application_id)
+        if due is None:
+            requeue.append(delivery.pk)
+        else:
+            Delivery.objects.filter(pk=delivery.pk).update(attempts=F("attempts") - 1, next_attempt_at=due)
+    if requeue:
+        lease = now + ENQUEUE_LEASE
+        Delivery.objects.filter(pk__in=requeue).update(attempts=F("attempts") - 1, next_attempt_at=lease)
+        _deliveries_enqueue(requeue, lease)
 
 
 @transaction.atomic
@@ -745,18 +854,11 @@ def _attempt_record(delivery, *, status_code, error, latency_ms=None, retry_afte
     application = delivery.application
     fields = {"last_attempt_at": now, "last_status_code": status_code, "last_latency_ms": latency_ms}
     log = {"delivery_id": delivery.pk, "app_id": application.app_id, "attempt": delivery.attempts}
-    if not error:
-        Delivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.SUCCEEDED, delivered_at=now, next_attempt_at=None, last_error="", **fields
-        )
-        if application.failing_since is not None:
-            Application.objects.filter(pk=application.pk).update(failing_since=None)
-        logger.info("delivery.sent", extra={**log, "status": status_code, "ms": latency_ms})
-        return DeliveryStatus.SUCCEEDED
     if final or delivery.attempts >= MAX_ATTEMPTS:
         Delivery.objects.filter(pk=delivery.pk).update(
             status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=error[:300], **fields
         )
+        delivery.next_attempt_at = None
         outcome = DeliveryStatus.FAILED
     else:
         delay = retry_delay(delivery.attempts, retry_after)
@@ -764,6 +866,7 @@ def _attempt_record(delivery, *, status_code, error, latency_ms=None, retry_afte
         Delivery.objects.filter(pk=delivery.pk).update(
             next_attempt_at=next_attempt_at, last_error=error[:300], **fields
         )
+        delivery.next_attempt_at = next_attempt_at
         if delay <= SHORT_WAIT_SECONDS:
             _deliveries_enqueue([delivery.pk], next_attempt_at, countdown=delay)
         outcome = "retrying"

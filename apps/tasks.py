@@ -20,6 +20,19 @@ def delivery_send(delivery_id, lease=None):
     return outcome
 
 
+@shared_task(name="apps.tasks.deliveries_send")
+def deliveries_send(delivery_ids, lease=None):
+    """One attempt of each of a chunk of deliveries (what fan-out and the beat task queue)."""
+    from . import services
+
+    outcomes = services.deliveries_send(delivery_ids=delivery_ids, lease=services.lease_parse(lease))
+    logger.info(
+        "delivery.chunk_done",
+        extra={"task_id": deliveries_send.request.id, "deliveries": len(delivery_ids), "attempted": len(outcomes)},
+    )
+    return len(outcomes)
+
+
 @shared_task(name="apps.tasks.deliveries_send_due")
 def deliveries_send_due():
     """Queues deliveries whose time has come (every 30 s from beat), whatever became of their messages."""

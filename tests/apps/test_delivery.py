@@ -342,9 +342,62 @@ def test_a_broker_outage_does_not_fail_the_fan_out(hooked_app, monkeypatch, djan
     def down(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(tasks.delivery_send, "apply_async", down)
+    monkeypatch.setattr(tasks.deliveries_send, "apply_async", down)
     event_record(device=hooked_app.device, type="device.online")
     with django_capture_on_commit_callbacks(execute=True):
         assert relay_pending() == 1
     assert Delivery.objects.get().status == DeliveryStatus.PENDING
     assert "delivery.publish_failed" in caplog.text
+
+
+# --- chunks ------------------------------------------------------------------------------------
+
+
+def _chunk(hooked_app, n):
+    record_and_relay(hooked_app.device, n=n)
+    deliveries = list(Delivery.objects.order_by("pk"))
+    lease = deliveries[0].next_attempt_at
+    return [delivery.pk for delivery in deliveries], lease
+
+
+def test_a_chunk_is_sent_over_one_connection_with_successes_written_in_bulk(
+    hooked_app, receiver, django_assert_max_num_queries
+):
+    receiver.expect_request("/hook").respond_with_data("ok")
+    ids, lease = _chunk(hooked_app, 30)
+    # claim, load, and two bulk writes of successes: no per-delivery query
+    with django_assert_max_num_queries(4):
+        outcomes = services.deliveries_send(delivery_ids=ids, lease=lease)
+    assert set(outcomes.values()) == {DeliveryStatus.SUCCEEDED}
+    assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED, attempts=1, last_status_code=200).count() == 30
+    assert len({request.headers["webhook-id"] for request, _ in receiver.log}) == 30
+
+
+def test_after_a_receiver_fails_to_answer_the_rest_of_the_chunk_waits_for_its_retry(hooked_app):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    Application.objects.filter(pk=hooked_app.pk).update(callback_url=f"http://127.0.0.1:{dead_port}/hook")
+    ids, lease = _chunk(hooked_app, 5)
+    outcomes = services.deliveries_send(delivery_ids=ids, lease=lease)
+    assert list(outcomes.values()) == ["retrying"]
+    first, *rest = Delivery.objects.order_by("pk")
+    assert first.attempts == 1
+    assert {(d.attempts, d.next_attempt_at) for d in rest} == {(0, first.next_attempt_at)}
+
+
+def test_a_chunk_out_of_time_hands_the_rest_back_unattempted(
+    hooked_app, receiver, monkeypatch, django_capture_on_commit_callbacks
+):
+    queued = []
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "CHUNK_BUDGET_SECONDS", 0)
+    receiver.expect_request("/hook").respond_with_data("ok")
+    ids, lease = _chunk(hooked_app, 4)
+    with django_capture_on_commit_callbacks(execute=True):
+        outcomes = services.deliveries_send(delivery_ids=ids, lease=lease)
+    assert list(outcomes) == ids[:1]
+    assert queued == [ids[1:]]
+    rest = Delivery.objects.filter(pk__in=ids[1:])
+    assert set(rest.values_list("status", "attempts")) == {(DeliveryStatus.PENDING, 0)}
+    assert len(receiver.log) == 1

@@ -94,7 +94,7 @@ def test_a_broker_down_at_check_in_loses_nothing(worker_app, receiver, monkeypat
     receiver.expect_request("/hook").respond_with_data("ok")
     with monkeypatch.context() as outage:
         outage.setattr(device_tasks.relay_outbox, "apply_async", broker_down)
-        outage.setattr(tasks.delivery_send, "apply_async", broker_down)
+        outage.setattr(tasks.deliveries_send, "apply_async", broker_down)
         event = _record(worker_app.device)  # the check-in commits; publishing the relay fails
         assert "outbox.relay_publish_failed" in caplog.text
         # The relay's beat run, still without a broker: the delivery row is written, its send not queued.

@@ -1,0 +1,206 @@
+"""Webhook fan-out through the real path against a plain requests loop, in one run.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<db> REDIS_URL=redis://127.0.0.1:6379/<n> \
+        .venv/bin/python bench/bench_fanout.py [--events 2000] [--concurrency 4]
+
+The real path: 2,000 DeviceEvents recorded in one transaction (as check-ins would), the outbox
+relay on a Celery worker fanning them out into Delivery rows, and the worker's sends (signed, through
+the SSRF guard, one connection pool per process) to one local receiver, until every row is
+`succeeded`. The baseline: one `requests.Session` posting the same bodies to the same receiver in
+a loop. The figure is the real path's rate over the baseline's (goal ≥ 0.5×).
+
+The database is a fresh one named after DATABASE_URL's (`<db>_bench_fanout`) on the same server.
+"""
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import PYTHON, ROOT, bench_env, create_database, free_port, manage  # noqa: E402
+
+# A keep-alive HTTP/1.1 receiver answering 204 at once, in its own process so it never competes
+# with the measured code for the GIL.
+RECEIVER = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer.request_queue_size = 256
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def wait_port(port, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextlib.contextmanager
+def process(args, env, *, ready=None, log=None):
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        if ready:
+            ready()
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def seed(callback_url):
+    from django.contrib.auth import get_user_model
+
+    from apps.models import AppLink
+    from apps.services import application_create
+    from devices.models import Device, Product
+
+    owner = get_user_model().objects.create(username="bench", email="bench@example.com")
+    product = Product.objects.create(name="Bench", slug="bench")
+    device = Device.objects.create(serial="FANOUT-0001", product=product, owner=owner, factory_key_digest="x")
+    application, _ = application_create(owner=owner, name="Bench receiver", callback_url=callback_url)
+    AppLink.objects.create(application=application, device=device)
+    return device, application
+
+
+def record_events(device, count):
+    from django.db import transaction
+
+    from devices.models import DeviceEvent, DeviceEventType
+    from devices.outbox import events_record
+
+    with transaction.atomic():
+        events_record(
+            [
+                DeviceEvent(device=device, type=DeviceEventType.DATA, data={"temperature": 20 + i % 10})
+                for i in range(count)
+            ]
+        )
+
+
+def wait_delivered(count, seconds):
+    from apps.models import Delivery, DeliveryStatus
+
+    deadline = time.monotonic() + seconds
+    done = 0
+    while time.monotonic() < deadline:
+        done = Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count()
+        if done >= count:
+            return done
+        time.sleep(0.02)
+    return done
+
+
+def baseline(url, requests_to_send):
+    import requests
+
+    session = requests.Session()
+    started = time.perf_counter()
+    for body, headers in requests_to_send:
+        response = session.post(url, data=body, headers=headers, timeout=15, allow_redirects=False)
+        response.raise_for_status()
+    return time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=4, help="worker threads")
+    parser.add_argument(
+        "--database-url", default=os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    )
+    parser.add_argument("--redis-url", default=os.getenv("REDIS_URL", "redis://127.0.0.1:6379/15"))
+    args = parser.parse_args()
+
+    server, _, name = args.database_url.rpartition("/")
+    database_url = create_database(f"{server}/postgres", f"{name or 'portal'}_bench_fanout")
+    receiver_port = free_port()
+    callback_url = f"http://127.0.0.1:{receiver_port}/hook"
+    with tempfile.TemporaryDirectory() as var_dir:
+        env = bench_env(
+            database_url,
+            REDIS_URL=args.redis_url,
+            CELERY_BROKER_URL=args.redis_url,
+            PORTAL_VAR_DIR=var_dir,
+            WEBHOOK_ALLOW_PRIVATE_TARGETS="True",
+        )
+        manage(env, "migrate", "-v0")
+        os.environ.update(env)
+        os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+        import django
+
+        django.setup()
+        from redis import Redis
+
+        Redis.from_url(args.redis_url).flushdb()  # no stale tasks or relay debounce keys from earlier runs
+        device, application = seed(callback_url)
+
+        worker_log = Path(var_dir, "worker.log")
+        worker_args = [PYTHON, "-m", "celery", "-A", "portal", "worker", "--pool", "threads"]
+        worker_args += ["--concurrency", str(args.concurrency), "--without-gossip", "--without-mingle"]
+        worker_args += ["--without-heartbeat", "-l", "warning"]
+        with (
+            process([PYTHON, "-c", RECEIVER, str(receiver_port)], env, ready=lambda: wait_port(receiver_port)),
+            open(worker_log, "wb") as log,
+            process(worker_args, env, log=log),
+        ):
+            # Warm-up (imports, connections, the worker's pool), which also waits for the worker.
+            record_events(device, 20)
+            if wait_delivered(20, 120) < 20:
+                raise RuntimeError("the worker delivered nothing:\n" + worker_log.read_text()[-2000:])
+
+            started = time.perf_counter()
+            record_events(device, args.events)
+            delivered = wait_delivered(args.events + 20, 600) - 20
+            real_seconds = time.perf_counter() - started
+
+            from apps.models import Delivery
+            from apps.services import webhook_request
+
+            bodies = [
+                webhook_request(delivery)
+                for delivery in Delivery.objects.select_related("application", "event__device__product").order_by("pk")[
+                    20 : 20 + args.events
+                ]
+            ]
+            baseline(callback_url, bodies[:20])  # warm-up
+            base_seconds = baseline(callback_url, bodies)
+
+    real_rate = delivered / real_seconds
+    base_rate = len(bodies) / base_seconds
+    ratio = real_rate / base_rate
+    print(f"{'path':<44}{'events':>8}{'seconds':>10}{'per second':>12}")
+    print(f"{'outbox → deliveries → HTTP (worker)':<44}{delivered:>8}{real_seconds:>10.2f}{real_rate:>12.0f}")
+    print(f"{'plain requests.Session loop':<44}{len(bodies):>8}{base_seconds:>10.2f}{base_rate:>12.0f}")
+    print(f"fan-out: {ratio:.2f}× the plain loop (goal ≥ 0.5×) {'met' if ratio >= 0.5 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
