@@ -34,7 +34,8 @@ return counts
 def _count_script(url):
     import redis
 
-    return redis.Redis.from_url(url).register_script(_COUNT_SCRIPT)
+    # One connection kept per process (locked for threaded servers): no pool checkout per call.
+    return redis.Redis.from_url(url, single_connection_client=True).register_script(_COUNT_SCRIPT)
 
 
 def _uses_redis() -> bool:
