@@ -261,14 +261,29 @@ def _states_save(states, orphaned):
             )
 
 
-def _device_line(device) -> dict:
+def _device_line(device, device_url) -> dict:
     return {
         "name": device.display_name,
         "serial": device.serial,
         "product": device.product.name,
-        "last_seen_at": device.last_seen_at,
-        "url": settings.PORTAL_BASE_URL + reverse("claiming:device", args=[device.pk]),
+        "last_seen": _when(device.last_seen_at) if device.last_seen_at else "",
+        "url": device_url(device),
     }
+
+
+def _when(moment) -> str:
+    # Formatted here rather than with the template's `date` filter: a sweep may list thousands
+    # of devices, and the filter costs several times more per call.
+    local = timezone.localtime(moment)
+    return f"{local.day} {local:%b %Y, %H:%M} {local.tzname()}"
+
+
+def _device_url_builder():
+    """Device page URLs by substitution into one reversed URL: a reverse() per device listed
+    would be the largest cost of a big sweep's emails."""
+    placeholder = "00000000-0000-0000-0000-000000000000"
+    template = settings.PORTAL_BASE_URL + reverse("claiming:device", args=[placeholder])
+    return lambda device: template.replace(placeholder, str(device.pk))
 
 
 def _subject(offline, online) -> str:
@@ -289,6 +304,7 @@ def _emails(digests) -> dict[int, EmailMultiAlternatives]:
     """One message per owner with an address, in text and HTML, with a one-click unsubscribe."""
     users = get_user_model().objects.filter(pk__in=list(digests)).exclude(email="").only("pk", "email")
     settings_url = settings.PORTAL_BASE_URL + reverse("devices:notifications")
+    device_url = _device_url_builder()
     messages = {}
     for user in users:
         digest = digests[user.pk]
@@ -298,9 +314,9 @@ def _emails(digests) -> dict[int, EmailMultiAlternatives]:
         leave_url = unsubscribe_url(user)
         context = {
             "portal_name": settings.PORTAL_NAME,
-            "offline": [_device_line(d) for d in offline[:MAX_LISTED]],
+            "offline": [_device_line(d, device_url) for d in offline[:MAX_LISTED]],
             "offline_more": max(len(offline) - MAX_LISTED, 0),
-            "online": [_device_line(d) for d in online[:MAX_LISTED]],
+            "online": [_device_line(d, device_url) for d in online[:MAX_LISTED]],
             "online_more": max(len(online) - MAX_LISTED, 0),
             "settings_url": settings_url,
             "unsubscribe_url": leave_url,

@@ -112,18 +112,20 @@ def _sweep_sql() -> str:
     # join then applies each product's own threshold.
     # FOR UPDATE re-checks a row that a check-in changed after this statement began (it is no
     # longer stale, so it is left alone); SKIP LOCKED passes over a device checking in right now.
+    # `= ANY(ARRAY(…))` makes the update itself primary-key lookups; a join with the subquery
+    # lets the planner hash-join against a scan of the whole table.
     # Only quoted table names are interpolated; the values are parameters.
     return f"""
 UPDATE {device} AS d
    SET status = 'offline'
-  FROM (SELECT s.id
+ WHERE d.id = ANY(ARRAY(
+        SELECT s.id
           FROM {device} AS s JOIN {product} AS p ON p.id = s.product_id
          WHERE s.status = 'online'
            AND s.last_seen_at < %(now)s - (SELECT min(offline_after) FROM {product}) * interval '1 second'
            AND s.last_seen_at < %(now)s - p.offline_after * interval '1 second'
          LIMIT %(limit)s
-           FOR UPDATE OF s SKIP LOCKED) AS stale
- WHERE d.id = stale.id
+           FOR UPDATE OF s SKIP LOCKED))
 RETURNING d.id, d.owner_id, d.last_seen_at
 """  # noqa: S608
 

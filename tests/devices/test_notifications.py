@@ -88,6 +88,7 @@ def test_the_email_comes_in_text_and_html_with_settings_and_unsubscribe_links(cl
     unsubscribe = reverse("devices:notifications-unsubscribe", args=[token])
     for part in (email.body, html):
         assert "Kitchen" in part
+        assert "last seen 2 Mar 2026, 09:00 UTC" in part
         assert SETTINGS_URL in part
         assert unsubscribe in part
     assert email.extra_headers["List-Unsubscribe"].endswith(f"{unsubscribe}>")
