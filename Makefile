@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install web worker beat agents lint bench drills clean
+.PHONY: run test install web worker beat lint bench drills clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
@@ -38,6 +38,12 @@ worker: install
 
 beat: install
 	$(BIN)/celery -A portal beat --loglevel INFO
+
+# Benchmarks of the hot paths against baselines in the same run (PostgreSQL, Redis, gunicorn, wrk).
+bench: install
+	bash .ci/services
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var
