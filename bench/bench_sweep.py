@@ -1,6 +1,7 @@
 """The stale sweep on PostgreSQL at 10k, 100k and 1M devices, of which 1 % are stale.
 
     .venv/bin/python bench/bench_sweep.py [--sizes 10000,100000,1000000] [--database bench_sweep]
+    (or `make bench`, which runs it with the others through bench.run)
 
 The database is dropped and created on the server of --admin-url, migrated, and filled with raw
 `INSERT … SELECT generate_series` (seconds for a million rows). Every device is online; 1 % last
@@ -15,8 +16,10 @@ Goals: the sweep under 5 s at 1M, and an empty sweep under 50 ms.
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import bench_env, create_database, manage  # noqa: E402
+from bench.harness import PYTHON, ROOT, bench_env, create_database, manage, print_rows  # noqa: E402
 
 GOAL_SWEEP_SECONDS = 5.0
 GOAL_EMPTY_MS = 50.0
@@ -84,35 +87,65 @@ def load(cursor, size, *, product_id, owner_first_id, owners, stale_every):
     cursor.execute("CHECKPOINT")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--stale-percent", type=float, default=1.0)
-    parser.add_argument("--owners", type=int, default=1000)
-    parser.add_argument(
-        "--admin-url", default=os.getenv("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    )
-    parser.add_argument("--database", default="bench_sweep", help="dropped and created for the run")
-    parser.add_argument("--redis-url", default=os.getenv("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
-    args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
-    stale_every = round(100 / args.stale_percent)
+def run(
+    *, sizes=(10_000, 100_000, 1_000_000), admin_url, redis_url, stale_percent=1.0, owners=1000, database="bench_sweep"
+):
+    """Runs the measurements in a child process (Django set up for the bench database, apart
+    from whatever the caller runs) and returns the runner's rows."""
+    database_url = create_database(admin_url, database)
+    with tempfile.TemporaryDirectory() as var_dir:
+        env = bench_env(
+            database_url,
+            PORTAL_VAR_DIR=var_dir,
+            DJANGO_SETTINGS_MODULE="portal.settings",
+            # The lock and the heartbeat in Redis, as in production; tasks the sweep publishes
+            # (the outbox relay) stay in the process.
+            REDIS_URL=redis_url,
+            CELERY_BROKER_URL="memory://",
+            EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        )
+        manage(env, "migrate", "-v0")
+        child = subprocess.run(
+            [PYTHON, __file__, "--measure", ",".join(map(str, sizes)), str(stale_percent), str(owners)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    rows = []
+    for size, stale, load_seconds, sweep_seconds, emails, mark_seconds, empty_ms in measured:
+        name = f"stale sweep, {size:,} devices, {stale:,} stale"
+        at_goal_size = size >= 1_000_000
+        empty = statistics.median(empty_ms)
+        rows += [
+            {
+                "benchmark": name,
+                "measure": "sweep s",
+                "value": round(sweep_seconds, 3),
+                "emails": emails,
+                "load_s": round(load_seconds, 1),
+                **(
+                    {"goal": f"< {GOAL_SWEEP_SECONDS:g} s", "met": sweep_seconds < GOAL_SWEEP_SECONDS}
+                    if at_goal_size
+                    else {}
+                ),
+            },
+            {"benchmark": name, "measure": "mark only s", "value": round(mark_seconds, 3)},
+            {
+                "benchmark": name,
+                "measure": "empty sweep ms",
+                "value": round(empty, 2),
+                "max_ms": round(max(empty_ms), 2),
+                **({"goal": f"< {GOAL_EMPTY_MS:g} ms", "met": empty < GOAL_EMPTY_MS} if at_goal_size else {}),
+            },
+        ]
+    return rows
 
-    database_url = create_database(args.admin_url, args.database)
-    var_dir = tempfile.mkdtemp(prefix="bench-sweep-")
-    env = bench_env(
-        database_url,
-        PORTAL_VAR_DIR=var_dir,
-        # The lock and the heartbeat in Redis, as in production; tasks the sweep publishes (the
-        # outbox relay) stay in this process.
-        REDIS_URL=args.redis_url,
-        CELERY_BROKER_URL="memory://",
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-    )
-    manage(env, "migrate", "-v0")
-    os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
+def measure(sizes, stale_percent, owners):
+    """The child process: loads each size, times the sweeps; returns one tuple per size."""
     import django
 
     django.setup()
@@ -125,17 +158,18 @@ def main():
     from devices.models import Device, DeviceStatus, Product
     from devices.stale import devices_mark_stale
 
+    stale_every = round(100 / stale_percent)
     product = Product.objects.create(name="Bench", slug="bench", offline_after=600)
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, "
             "is_active, date_joined) SELECT '', false, 'owner' || i, '', '', 'owner' || i || '@example.com', "
             "false, true, now() FROM generate_series(1, %s) AS i",
-            [args.owners],
+            [owners],
         )
     owner_first_id = get_user_model().objects.order_by("pk").values_list("pk", flat=True).first()
 
-    def measure(size):
+    def one_size(size):
         cache.clear()
         started = time.perf_counter()
         with connection.cursor() as cursor:
@@ -144,7 +178,7 @@ def main():
                 size,
                 product_id=product.pk,
                 owner_first_id=owner_first_id,
-                owners=args.owners,
+                owners=owners,
                 stale_every=stale_every,
             )
         load_seconds = time.perf_counter() - started
@@ -181,24 +215,36 @@ def main():
         print(f"… {size} devices done", file=sys.stderr, flush=True)
         return size, stale, load_seconds, sweep_seconds, emails, mark_seconds, empty_ms
 
-    measure(WARM_UP_SIZE)  # imports, templates, connections: a worker is warm; not reported
-    rows = [measure(size) for size in sizes]
+    one_size(WARM_UP_SIZE)  # imports, templates, connections: a worker is warm; not reported
+    return [one_size(size) for size in sizes]
 
-    print(
-        f"{'devices':>9}{'stale':>8}{'load s':>8}{'sweep s':>9}{'emails':>8}{'mark s':>8}"
-        f"{'empty ms (median)':>19}{'empty ms (max)':>16}"
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--stale-percent", type=float, default=1.0)
+    parser.add_argument("--owners", type=int, default=1000)
+    parser.add_argument(
+        "--admin-url", default=os.getenv("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     )
-    for size, stale, load_seconds, sweep_seconds, emails, mark_seconds, empty_ms in rows:
-        print(
-            f"{size:>9}{stale:>8}{load_seconds:>8.1f}{sweep_seconds:>9.3f}{emails:>8}{mark_seconds:>8.3f}"
-            f"{statistics.median(empty_ms):>19.2f}{max(empty_ms):>16.2f}"
+    parser.add_argument("--database", default="bench_sweep", help="dropped and created for the run")
+    parser.add_argument("--redis-url", default=os.getenv("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    if args.measure:
+        sizes, stale_percent, owners = args.measure
+        result = measure([int(size) for size in sizes.split(",")], float(stale_percent), int(owners))
+        print(json.dumps(result))
+        return
+    print_rows(
+        run(
+            sizes=[int(size) for size in args.sizes.split(",")],
+            admin_url=args.admin_url,
+            redis_url=args.redis_url,
+            stale_percent=args.stale_percent,
+            owners=args.owners,
+            database=args.database,
         )
-    size, _, _, sweep_seconds, _, _, empty_ms = rows[-1]
-    print(
-        f"at {size} devices: sweep {sweep_seconds:.2f} s (goal < {GOAL_SWEEP_SECONDS} s) "
-        f"{'met' if sweep_seconds < GOAL_SWEEP_SECONDS else 'NOT met'}; empty sweep "
-        f"{statistics.median(empty_ms):.1f} ms (goal < {GOAL_EMPTY_MS} ms) "
-        f"{'met' if statistics.median(empty_ms) < GOAL_EMPTY_MS else 'NOT met'}"
     )
 
 
