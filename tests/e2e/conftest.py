@@ -66,11 +66,13 @@ def page(browser, viewport):
 
 
 @pytest.fixture
-def screenshot(viewport):
-    """Saves a full-page screenshot as docs/screenshots/<name>-<viewport>.png (for the README)."""
+def screenshot(viewport, tmp_path):
+    """Takes a full-page screenshot <name>-<viewport>.png; with SAVE_SCREENSHOTS=1 it goes to
+    docs/screenshots for the README, otherwise to a temporary folder (the work tree stays clean)."""
+    folder = SCREENSHOTS if os.getenv("SAVE_SCREENSHOTS") == "1" else tmp_path
 
     def save(page, name):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{viewport}.png"), full_page=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{name}-{viewport}.png"), full_page=True)
 
     return save
