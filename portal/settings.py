@@ -167,6 +167,8 @@ AUTHENTICATION_BACKENDS = [
 
 # django-allauth: email is the login and must be verified before claiming.
 ACCOUNT_LOGIN_METHODS = {"email"}
+# Keeps a QR claim's `next` in the verification link, for phones that open it in another browser.
+ACCOUNT_ADAPTER = "claiming.adapter.AccountAdapter"
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
@@ -253,6 +255,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(VAR_DIR / "broker"),
         "data_folder_out": str(VAR_DIR / "broker"),
         "processed_folder": str(VAR_DIR / "broker-processed"),
+        "control_folder": str(VAR_DIR / "broker-control"),
         "store_processed": False,
     }
 )
