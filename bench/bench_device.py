@@ -29,6 +29,7 @@ from bench.harness import (  # noqa: E402
     bench_env,
     create_database,
     manage,
+    print_rows,
     wrk,
 )
 
@@ -89,6 +90,92 @@ json.dump({"polls": [f"BENCH-{i:08d}" for i in range(count)], "tokens": [f"bench
 """
 
 
+def measure_all(*, seconds, devices, connections, admin_url, redis_url):
+    """Runs the four measurements; returns {name: wrk result with pg_cpu_ms_per_request}."""
+    database_url = create_database(admin_url, DATABASE)
+    with tempfile.TemporaryDirectory() as var_dir:
+        env = bench_env(
+            database_url,
+            REDIS_URL=redis_url,
+            PORTAL_VAR_DIR=var_dir,
+            # Limits stay on (their cost is part of the figure) but high enough not to bind.
+            DEVICE_RATE_LIMIT_PER_DEVICE="1000000",
+            DEVICE_RATE_LIMIT_PER_IP="100000000",
+            # The relay task is published (about once a second per worker) to an in-process broker:
+            # no worker runs here, and messages left in the shared Redis would be relayed by none.
+            CELERY_BROKER_URL="memory://",
+        )
+        manage(env, "migrate", "-v0")
+        seeded = json.loads(
+            subprocess.run(
+                [PYTHON, "-c", SEED, str(devices)], cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True
+            ).stdout
+        )
+        bearer = [f"Bearer {token}" for token in seeded["tokens"]]
+        basic = [
+            "Basic " + base64.b64encode(f"{serial}:bench-factory-key".encode()).decode() for serial in seeded["polls"]
+        ]
+        common = {"seconds": seconds, "connections": connections}
+        values = json.dumps({"values": {"temperature": 21.5, "humidity": 40}})
+        with Gunicorn(env) as server:
+            wrk(server, "/bench/constant", seconds=2)  # warm-up: imports, connections
+            return {
+                "bare": measure(server, "/bench/constant", **common),
+                "orm_update": measure(server, "/bench/update", **common),
+                "checkin": measure(
+                    server, "/device/v1/checkin", method="POST", auth_lines=bearer, body=values, **common
+                ),
+                "poll": measure(
+                    server, "/device/v1/provision", method="POST", auth_lines=basic, body='{"attempt": 3}', **common
+                ),
+            }
+
+
+GOALS = {"checkin": 0.25, "poll": 0.4}
+LABELS = {
+    "orm_update": "one ORM UPDATE view (baseline)",
+    "checkin": "device check-in",
+    "poll": "provisioning poll, unclaimed",
+}
+
+
+def run(*, seconds=10, devices=2000, connections=16, admin_url, redis_url):
+    """Rows for bench/run.py: each endpoint's req/s as a ratio of the bare view's."""
+    results = measure_all(
+        seconds=seconds, devices=devices, connections=connections, admin_url=admin_url, redis_url=redis_url
+    )
+    bare = results["bare"]
+    rows = [
+        {
+            "benchmark": "bare view (device run)",
+            "measure": "req/s",
+            "value": bare["rps"],
+            "cpu_ms": bare["cpu_ms_per_request"],
+        }
+    ]
+    for name, label in LABELS.items():
+        r = results[name]
+        ratio = round(r["rps"] / bare["rps"], 3)
+        row = {
+            "benchmark": label,
+            "measure": "req/s × bare",
+            "value": ratio,
+            "rps": r["rps"],
+            "cpu_ms": r["cpu_ms_per_request"],
+            "db_cpu_ms": r["pg_cpu_ms_per_request"],
+            # Server CPU (web + database) relative to the bare view's: steadier than req/s when
+            # other processes compete for the same cores.
+            "cpu_ratio": round(bare["cpu_ms_per_request"] / (r["cpu_ms_per_request"] + r["pg_cpu_ms_per_request"]), 3),
+            "p99_ms": r["p99_ms"],
+            "non2xx": r["non2xx"],
+        }
+        if name in GOALS:
+            row["goal"] = f"≥ {GOALS[name]}×"
+            row["met"] = ratio >= GOALS[name]
+        rows.append(row)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -99,71 +186,15 @@ def main():
     )
     parser.add_argument("--redis-url", default=os.getenv("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
     args = parser.parse_args()
-
-    database_url = create_database(args.admin_url, DATABASE)
-    with tempfile.TemporaryDirectory() as var_dir:
-        env = bench_env(
-            database_url,
-            REDIS_URL=args.redis_url,
-            PORTAL_VAR_DIR=var_dir,
-            # Limits stay on (their cost is part of the figure) but high enough not to bind.
-            DEVICE_RATE_LIMIT_PER_DEVICE="1000000",
-            DEVICE_RATE_LIMIT_PER_IP="100000000",
+    print_rows(
+        run(
+            seconds=args.seconds,
+            devices=args.devices,
+            connections=args.connections,
+            admin_url=args.admin_url,
+            redis_url=args.redis_url,
         )
-        manage(env, "migrate", "-v0")
-        seeded = json.loads(
-            subprocess.run(
-                [PYTHON, "-c", SEED, str(args.devices)],
-                cwd=ROOT,
-                env=env,
-                check=True,
-                stdout=subprocess.PIPE,
-                text=True,
-            ).stdout
-        )
-        bearer = [f"Bearer {token}" for token in seeded["tokens"]]
-        basic = [
-            "Basic " + base64.b64encode(f"{serial}:bench-factory-key".encode()).decode() for serial in seeded["polls"]
-        ]
-        common = {"seconds": args.seconds, "connections": args.connections}
-        with Gunicorn(env) as server:
-            wrk(server, "/bench/constant", seconds=2)  # warm-up: imports, connections
-            results = {
-                "bare": measure(server, "/bench/constant", **common),
-                "orm_update": measure(server, "/bench/update", **common),
-                "checkin": measure(
-                    server,
-                    "/device/v1/checkin",
-                    method="POST",
-                    auth_lines=bearer,
-                    body=json.dumps({"values": {"temperature": 21.5, "humidity": 40}}),
-                    **common,
-                ),
-                "poll": measure(
-                    server,
-                    "/device/v1/provision",
-                    method="POST",
-                    auth_lines=basic,
-                    body=json.dumps({"attempt": 3}),
-                    **common,
-                ),
-            }
-    bare = results["bare"]
-    print(
-        f"{'endpoint':<12}{'req/s':>9}{'× bare':>8}{'web cpu ms':>12}{'db cpu ms':>11}{'× bare cpu':>12}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>9}"
     )
-    for name, r in results.items():
-        # Server CPU per request (web + database) relative to the bare view: steadier than req/s on
-        # a machine where other processes compete for the same cores.
-        cpu_ratio = bare["cpu_ms_per_request"] / (r["cpu_ms_per_request"] + r["pg_cpu_ms_per_request"])
-        print(
-            f"{name:<12}{r['rps']:>9.0f}{r['rps'] / bare['rps']:>8.2f}{r['cpu_ms_per_request']:>12.3f}"
-            f"{r['pg_cpu_ms_per_request']:>11.3f}{cpu_ratio:>12.2f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['non2xx']:>9}"
-        )
-    for name, goal in {"checkin": 0.25, "poll": 0.4}.items():
-        ratio = results[name]["rps"] / bare["rps"]
-        print(f"{name}: {ratio:.2f}× bare (goal ≥ {goal}×) {'met' if ratio >= goal else 'NOT met'}")
 
 
 if __name__ == "__main__":
