@@ -8,7 +8,6 @@ urlpatterns = [
     path("", views.application_list, name="list"),
     path("new/", views.application_create, name="create"),
     path("connect/<str:token>", views.connect, name="connect"),
-    path("link/", views.device_link_any, name="link"),
     path("<str:app_id>/", views.application_detail, name="detail"),
     path("<str:app_id>/settings/", views.application_settings, name="settings"),
     path("<str:app_id>/secret/", views.application_secret_replace, name="secret"),

@@ -237,19 +237,6 @@ def application_device_link(request, app_id):
 
 @login_required
 @require_POST
-def device_link_any(request):
-    """ "Add to app" from the device page: the application comes in the form, not the URL."""
-    try:
-        application = selectors.application_get_for_owner(request.user, request.POST.get("application", ""))
-    except Http404:
-        messages.error(request, "Choose one of your applications.")
-    else:
-        _link(request, application, unlink=False)
-    return redirect(_next_or(request, reverse("apps:list")))
-
-
-@login_required
-@require_POST
 def application_device_unlink(request, app_id):
     application = selectors.application_get_for_owner(request.user, app_id)
     _link(request, application, unlink=True)

@@ -344,33 +344,3 @@ def test_the_owner_mints_a_connect_link_shown_once(owner_client, own_app):
     assert response.status_code == HTTPStatus.OK
     assert "/apps/connect/" in response.content.decode()
     assert "no-store" in response["Cache-Control"]
-
-
-# --- the device page's "Add to app" ------------------------------------------------------------
-
-
-def test_the_device_page_offers_the_applications_not_linked_yet(owner_client, owner, own_app):
-    linked = ApplicationFactory(owner=owner, name="Already linked")
-    device = DeviceFactory(owner=owner)
-    linked.links.create(device=device)
-    body = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
-    assert f'<option value="{own_app.app_id}">' in body
-    assert f'<option value="{linked.app_id}">' not in body
-
-
-def test_add_to_app_from_the_device_page(owner_client, owner, own_app):
-    device = DeviceFactory(owner=owner)
-    back = reverse("claiming:device", args=[device.pk]) + "#apps"
-    response = owner_client.post(
-        reverse("apps:link"), {"application": own_app.app_id, "device": device.pk, "next": back}
-    )
-    assert response["Location"] == back
-    assert AppLink.objects.filter(application=own_app, device=device).exists()
-
-
-def test_add_to_app_refuses_an_application_you_cannot_see(owner_client, owner, other_owner):
-    foreign = ApplicationFactory(owner=other_owner)
-    device = DeviceFactory(owner=owner)
-    response = owner_client.post(reverse("apps:link"), {"application": foreign.app_id, "device": device.pk})
-    assert response.status_code == HTTPStatus.FOUND
-    assert not AppLink.objects.exists()
