@@ -652,9 +652,11 @@ def _claim(delivery_ids, lease, now) -> list[Delivery]:
     One conditional UPDATE decides; its new `next_attempt_at` (this call's own timestamp) then
     tells the rows this call took apart from the others.
     """
-    rows = Delivery.objects.filter(
-        pk__in=delivery_ids, status=DeliveryStatus.PENDING, application__paused_at__isnull=True
-    )
+    # The paused check is an IN (subquery) on applications, not a join: with a join Django moves the
+    # whole WHERE into a subquery, and PostgreSQL would not re-check next_attempt_at on the row a
+    # concurrent claim just changed, so two workers could take the same attempt.
+    active = Application.objects.filter(paused_at__isnull=True).values("pk")
+    rows = Delivery.objects.filter(pk__in=delivery_ids, status=DeliveryStatus.PENDING, application_id__in=active)
     rows = rows.filter(next_attempt_at=lease) if lease is not None else rows.filter(next_attempt_at__lte=now)
     claimed_until = now + _send_lease(len(delivery_ids))
     # Counted when taken, so a delivery that kills its worker still runs out of attempts.
