@@ -401,3 +401,13 @@ def test_a_chunk_out_of_time_hands_the_rest_back_unattempted(
     rest = Delivery.objects.filter(pk__in=ids[1:])
     assert set(rest.values_list("status", "attempts")) == {(DeliveryStatus.PENDING, 0)}
     assert len(receiver.log) == 1
+
+
+def test_retry_after_as_an_http_date():
+    from email.utils import format_datetime
+
+    with time_machine.travel(timezone.now(), tick=False):
+        later = format_datetime(timezone.now() + timedelta(minutes=10), usegmt=True)
+        assert 590 <= services._retry_after_seconds(later) <= 600
+        assert services._retry_after_seconds("soon") is None
+        assert services._retry_after_seconds(str(10**9)) == services.MAX_RETRY_AFTER

@@ -5,6 +5,7 @@ from http import HTTPStatus
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from apps import services
 from apps.models import Application, AppLink, Connection, Delivery, DeliveryStatus
@@ -344,3 +345,21 @@ def test_the_owner_mints_a_connect_link_shown_once(owner_client, own_app):
     assert response.status_code == HTTPStatus.OK
     assert "/apps/connect/" in response.content.decode()
     assert "no-store" in response["Cache-Control"]
+
+
+def test_the_application_page_costs_the_same_queries_with_more_deliveries(owner_client, owner, own_app):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def delivery_page_queries(n):
+        for _ in range(n):
+            device = DeviceFactory(owner=owner)
+            own_app.links.create(device=device)
+            event = device.events.create(type="device.data", created_at=timezone.now())
+            Delivery.objects.create(application=own_app, event=event, event_type=event.type)
+        with CaptureQueriesContext(connection) as queries:
+            assert owner_client.get(_detail(own_app)).status_code == HTTPStatus.OK
+        return len(queries)
+
+    # No query per delivery or per linked device: the log and the links are one query each.
+    assert delivery_page_queries(3) == delivery_page_queries(30)
