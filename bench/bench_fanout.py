@@ -1,7 +1,6 @@
 """Webhook fan-out through the real path against a plain requests loop, in one run.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<db> REDIS_URL=redis://127.0.0.1:6379/<n> \
-        .venv/bin/python bench/bench_fanout.py [--events 2000] [--rounds 3] [--pool prefork --concurrency <cores>]
+    .venv/bin/python bench/bench_fanout.py [--events 2000] [--rounds 3] [--pool prefork --concurrency <cores>]
 
 The real path: 2,000 DeviceEvents recorded in one transaction (as check-ins would), the outbox
 relay on a Celery worker fanning them out into Delivery rows, and the worker's sends (signed, through
@@ -9,7 +8,7 @@ the SSRF guard, one connection pool per process) to one local receiver, until ev
 `succeeded`. The baseline: one `requests.Session` posting the same bodies to the same receiver in
 a loop. The figure is the real path's rate over the baseline's (goal ≥ 0.5×).
 
-The database is a fresh one named after DATABASE_URL's (`<db>_bench_fanout`) on the same server.
+The database is a fresh one, `bench_fanout`, on the server of --admin-url.
 """
 
 import argparse
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import PYTHON, ROOT, bench_env, create_database, free_port, manage  # noqa: E402
+from bench.harness import PYTHON, ROOT, bench_env, create_database, free_port, manage, print_rows  # noqa: E402
 
 # A keep-alive HTTP/1.1 receiver answering 204 at once, in its own process so it never competes
 # with the measured code for the GIL.
@@ -143,29 +142,16 @@ def baseline(url, requests_to_send):
     return time.perf_counter() - started
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    # One process per core, as a production worker runs: sending is Python work, so threads of one
-    # process share one core.
-    parser.add_argument("--pool", default="prefork", choices=["threads", "prefork"])
-    parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2, help="worker processes or threads")
-    parser.add_argument(
-        "--database-url", default=os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    )
-    parser.add_argument("--redis-url", default=os.getenv("REDIS_URL", "redis://127.0.0.1:6379/15"))
-    args = parser.parse_args()
-
-    server, _, name = args.database_url.rpartition("/")
-    database_url = create_database(f"{server}/postgres", f"{name or 'portal'}_bench_fanout")
+def run(*, events=2000, rounds=3, pool="prefork", concurrency=None, admin_url, redis_url):
+    """The real path against the plain loop, `rounds` times; returns the benchmark rows."""
+    database_url = create_database(admin_url, "bench_fanout")
     receiver_port = free_port()
     callback_url = f"http://127.0.0.1:{receiver_port}/hook"
     with tempfile.TemporaryDirectory() as var_dir:
         env = bench_env(
             database_url,
-            REDIS_URL=args.redis_url,
-            CELERY_BROKER_URL=args.redis_url,
+            REDIS_URL=redis_url,
+            CELERY_BROKER_URL=redis_url,
             PORTAL_VAR_DIR=var_dir,
             WEBHOOK_ALLOW_PRIVATE_TARGETS="True",
         )
@@ -177,13 +163,13 @@ def main():
         django.setup()
         from redis import Redis
 
-        Redis.from_url(args.redis_url).flushdb()  # no stale tasks or relay debounce keys from earlier runs
+        Redis.from_url(redis_url).flushdb()  # no stale tasks or relay debounce keys from earlier runs
         device, application = seed(callback_url)
 
         worker_log = Path(var_dir, "worker.log")
-        worker_args = [PYTHON, "-m", "celery", "-A", "portal", "worker", "--pool", args.pool]
-        worker_args += ["--concurrency", str(args.concurrency), "--without-gossip", "--without-mingle"]
-        worker_args += ["--without-heartbeat", "-l", "warning"]
+        worker_args = [PYTHON, "-m", "celery", "-A", "portal", "worker", "--pool", pool]
+        worker_args += ["--concurrency", str(concurrency or os.cpu_count() or 2), "--without-gossip"]
+        worker_args += ["--without-mingle", "--without-heartbeat", "-l", "warning"]
         with (
             process([PYTHON, "-c", RECEIVER, str(receiver_port)], env, ready=lambda: wait_port(receiver_port)),
             open(worker_log, "wb") as log,
@@ -193,31 +179,44 @@ def main():
             record_events(device, 20)
             if wait_delivered(20, 120) < 20:
                 raise RuntimeError("the worker delivered nothing:\n" + worker_log.read_text()[-2000:])
+            results = [one_round(device, callback_url, events, skip=20 + i * events) for i in range(rounds)]
 
-            rounds = [
-                one_round(device, callback_url, args.events, skip=20 + i * args.events) for i in range(args.rounds)
-            ]
-
-    print(f"{'round':<7}{'path':<40}{'events':>8}{'seconds':>10}{'per second':>12}{'ratio':>8}")
-    for number, result in enumerate(rounds, 1):
-        real_rate = result["delivered"] / result["real_seconds"]
-        base_rate = result["sent"] / result["base_seconds"]
-        print(
-            f"{number:<7}{'outbox → deliveries → HTTP (worker)':<40}{result['delivered']:>8}"
-            f"{result['real_seconds']:>10.2f}{real_rate:>12.0f}{real_rate / base_rate:>8.2f}"
-        )
-        base = f"{result['sent']:>8}{result['base_seconds']:>10.2f}{base_rate:>12.0f}"
-        print(f"{'':<7}{'plain requests.Session loop':<40}{base}")
-        print(f"{'':<7}  phases (s from the start): " + ", ".join(f"{k} {v}" for k, v in result["phases"].items()))
-    ratio = statistics.median((r["delivered"] / r["real_seconds"]) / (r["sent"] / r["base_seconds"]) for r in rounds)
+    ratio = statistics.median((r["delivered"] / r["real_seconds"]) / (r["sent"] / r["base_seconds"]) for r in results)
     # How much of the gap is the outbox relay's debounce window (the relay task waits for it to close).
     phase_ratio = statistics.median(
         (r["delivered"] / (r["phases"]["last_sent"] - r["phases"]["first_row"])) / (r["sent"] / r["base_seconds"])
-        for r in rounds
+        for r in results
     )
-    print(f"from the first fanned-out row to the last success: {phase_ratio:.2f}× the plain loop (median)")
-    verdict = "met" if ratio >= 0.5 else "NOT met"
-    print(f"fan-out: {ratio:.2f}× the plain loop, median of {len(rounds)} rounds (goal ≥ 0.5×) {verdict}")
+    best = results[-1]
+    return [
+        {
+            "benchmark": f"webhook fan-out, {events:,} events",
+            "measure": "deliveries/s × loop",
+            "value": round(ratio, 2),
+            "deliveries_per_s": round(best["delivered"] / best["real_seconds"]),
+            "loop_per_s": round(best["sent"] / best["base_seconds"]),
+            "after_relay_ratio": round(phase_ratio, 2),
+            "delivered": f"{sum(r['delivered'] for r in results)}/{events * rounds}",
+            "goal": "≥ 0.5× (median of rounds)",
+            "met": ratio >= 0.5 and all(r["delivered"] == events for r in results),
+        }
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    # One process per core, as a production worker runs: sending is Python work, so threads of one
+    # process share one core.
+    parser.add_argument("--pool", default="prefork", choices=["threads", "prefork"])
+    parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2, help="worker processes or threads")
+    parser.add_argument("--admin-url", default=os.getenv("BENCH_ADMIN_DATABASE_URL",
+                                                         "postgres://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--redis-url", default=os.getenv("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    args = parser.parse_args()
+    print_rows(run(events=args.events, rounds=args.rounds, pool=args.pool, concurrency=args.concurrency,
+                   admin_url=args.admin_url, redis_url=args.redis_url))
 
 
 def one_round(device, callback_url, events, *, skip):
