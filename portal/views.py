@@ -1,10 +1,15 @@
 import re
+import sys
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.template import loader
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
+
+from .http import json_error
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 
@@ -30,8 +35,6 @@ def api_docs(request):
 def _error_page(request, status, title, message):
     wants_json = request.path.startswith(("/api/", "/device/"))
     if wants_json:
-        from .http import json_error
-
         return json_error(title.lower().replace(" ", "_"), message, status)
     return render(request, "error.html", {"status": status, "title": title, "message": message}, status=status)
 
@@ -49,6 +52,21 @@ def page_not_found(request, exception=None):
 
 
 def server_error(request):
-    return _error_page(
-        request, 500, "Server error", "Something went wrong on our side. It has been logged; please try again."
-    )
+    """500, or 503 when the database is down. Rendered without the request's context: the page must
+    not need the session, the user or the database that may be what failed."""
+    # Django calls this inside the `except` that caught the error, so the error is at hand. A
+    # database outage is not a bug of ours: answer 503 and let clients retry; the portal reconnects
+    # by itself (CONN_HEALTH_CHECKS) once the database is back.
+    if isinstance(sys.exc_info()[1], DatabaseError):
+        status, code, template = 503, "service_unavailable", "503.html"
+        message = "The portal cannot reach its database right now. Try again shortly."
+    else:
+        status, code, template = 500, "server_error", "500.html"
+        message = "Something went wrong on our side. It has been logged; please try again."
+    if request.path.startswith(("/api/", "/device/")):
+        response = json_error(code, message, status)
+    else:
+        response = HttpResponse(loader.render_to_string(template), status=status)
+    if status == 503:
+        response["Retry-After"] = "5"
+    return response
