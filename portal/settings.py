@@ -50,6 +50,8 @@ DEV_FERNET_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1ub3QtZm9yLXByb2Q="  # base64 of 32 
 
 DEBUG = envbool("DEBUG", "True")
 SECRET_KEY = envsecret("SECRET_KEY", DEV_SECRET)
+# Earlier keys still accepted for signatures while a new SECRET_KEY takes over (docs/operations.md).
+SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS")
 # Keyed digests of factory keys, PINs, claim codes and tokens use this pepper (HMAC-SHA256).
 SECRET_PEPPER = envsecret("SECRET_PEPPER", DEV_PEPPER)
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation with MultiFernet).

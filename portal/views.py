@@ -56,7 +56,7 @@ def server_error(request):
     not need the session, the user or the database that may be what failed."""
     # Django calls this inside the `except` that caught the error, so the error is at hand. A
     # database outage is not a bug of ours: answer 503 and let clients retry; the portal reconnects
-    # by itself (CONN_HEALTH_CHECKS) once the database is back.
+    # by itself once the database is back.
     if isinstance(sys.exc_info()[1], DatabaseError):
         status, code, template = 503, "service_unavailable", "503.html"
         message = "The portal cannot reach its database right now. Try again shortly."
