@@ -24,6 +24,10 @@ from devices.services import FACTORY_KEY_PURPOSE, factory_key_digest, pin_digest
 from portal.secrets import digests_match, encrypt, random_token
 
 PRODUCT = {"slug": "thermo", "name": "Thermo Sensor", "description": "Temperature and humidity sensor (demo)."}
+# The demo's unclaimed devices poll at most every 10 s (a real product's cap is minutes), so someone
+# who claims the printed code sees the device come online within seconds.
+DEMO_POLL_CAP = 10
+DEMO_CHECKIN_INTERVAL = 5
 OWNER_EMAIL = "owner@example.com"
 ADMIN_EMAIL = "admin@example.com"
 # Devices sharing a tuple share one claim code (an OEM batch code).
@@ -77,7 +81,13 @@ class Command(BaseCommand):
             owner = self._user(OWNER_EMAIL, "owner", passwords, superuser=False)
             self._user(ADMIN_EMAIL, "admin", passwords, superuser=True)
             product, _ = Product.objects.get_or_create(
-                slug=PRODUCT["slug"], defaults={"name": PRODUCT["name"], "description": PRODUCT["description"]}
+                slug=PRODUCT["slug"],
+                defaults={
+                    "name": PRODUCT["name"],
+                    "description": PRODUCT["description"],
+                    "poll_cap": DEMO_POLL_CAP,
+                    "checkin_interval": DEMO_CHECKIN_INTERVAL,
+                },
             )
             entries = []
             code_of = {}
