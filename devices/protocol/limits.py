@@ -12,9 +12,11 @@ from functools import cache
 from django.conf import settings
 
 from portal import ratelimit
+from portal.cache import UNAVAILABLE, log_unavailable
 from portal.errors import Throttled
 
 WINDOW = 60
+REDIS_BACKENDS = ("portal.cache.ResilientRedisCache", "django.core.cache.backends.redis.RedisCache")
 
 
 # Counts every key of a request in one command: INCR each key, setting its expiry when it is new;
@@ -35,12 +37,13 @@ def _count_script(url):
     import redis
 
     # One connection kept per process (locked for threaded servers): no pool checkout per call.
-    return redis.Redis.from_url(url, single_connection_client=True).register_script(_COUNT_SCRIPT)
+    client = redis.Redis.from_url(url, single_connection_client=True, socket_connect_timeout=1, socket_timeout=1)
+    return client.register_script(_COUNT_SCRIPT)
 
 
 def _uses_redis() -> bool:
     backend = settings.CACHES["default"]["BACKEND"]
-    return backend == "django.core.cache.backends.redis.RedisCache" and bool(settings.REDIS_URL)
+    return backend in REDIS_BACKENDS and bool(settings.REDIS_URL)
 
 
 def hit(*counters: tuple[str, str, int], window: int = WINDOW) -> None:
@@ -52,6 +55,11 @@ def hit(*counters: tuple[str, str, int], window: int = WINDOW) -> None:
     now = time.time()
     bucket, reset_in = int(now // window), window - int(now % window)
     keys = [f"rl:{scope}:{ident}:{bucket}" for scope, ident, _limit in counters]
-    counts = _count_script(settings.REDIS_URL)(keys=keys, args=[window + 1])
+    try:
+        counts = _count_script(settings.REDIS_URL)(keys=keys, args=[window + 1])
+    except UNAVAILABLE as exc:
+        # Limits fail open while Redis is down, as the cache does (portal/cache.py).
+        log_unavailable("device_limits", exc)
+        return
     if any(count > limit for count, (_scope, _ident, limit) in zip(counts, counters, strict=True)):
         raise Throttled(retry_after=reset_in)
