@@ -63,3 +63,37 @@ def test_an_ordinary_bug_is_still_a_500_without_a_trace(rf):
     assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
     assert b"Something went wrong" in response.content
     assert b"a bug" not in response.content
+
+
+def test_check_ins_across_an_outage_lose_nothing_that_got_200(
+    client, owner, transactional_db, requires_postgres, settings
+):
+    """Before, during and after the database is unreachable: 200, then 503, then 200 again by
+    itself (no restart of the portal); every check-in that got 200 is stored."""
+    from devices.models import Reading
+    from devices.services import token_digest
+
+    from ..factories import DeviceFactory
+
+    settings.DEBUG = False
+    device = DeviceFactory(owner=owner, token_digest=token_digest("outage-token"))
+    client.raise_request_exception = False
+
+    def check_in(n):
+        return client.post("/device/v1/checkin", {"values": {"n": n}}, content_type="application/json",
+                           HTTP_AUTHORIZATION="Bearer outage-token").status_code
+
+    real = connection.settings_dict.copy()
+    statuses = [check_in(0), check_in(1)]
+    connection.close()
+    connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": "1", "NAME": "unreachable"})
+    try:
+        statuses += [check_in(2), check_in(3)]
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(real)
+    statuses += [check_in(4), check_in(5)]
+
+    assert statuses == [200, 200, 503, 503, 200, 200]
+    assert sorted(r.values["n"] for r in Reading.objects.filter(device=device)) == [0, 1, 4, 5]
