@@ -144,6 +144,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The device protocol's hot statements are prepared (devices.protocol.services._fetchone):
+    # planning the check-in costs PostgreSQL more than running it. The ORM's client-side cursors
+    # never prepare, whatever this says. A pooler in transaction mode needs prepared-statement
+    # support (PgBouncer 1.21+, max_prepared_statements); without it, DATABASE_PREPARED_STATEMENTS=False.
+    DATABASES["default"]["OPTIONS"] = {
+        "prepare_threshold": 5 if envbool("DATABASE_PREPARED_STATEMENTS", "True") else None
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.getenv("REDIS_URL", "")
@@ -297,6 +305,10 @@ WEBHOOK_TIMEOUT_SECONDS = envint("WEBHOOK_TIMEOUT_SECONDS", "15")
 # Device protocol
 DEVICE_POLL_BASE_SECONDS = envint("DEVICE_POLL_BASE_SECONDS", "5")
 DEVICE_CHECKIN_MAX_BYTES = 64 * 1024
+# On PostgreSQL a check-in commits without waiting for its WAL flush (synchronous_commit=off for
+# that statement only): a database crash can lose the last fraction of a second of check-ins,
+# which their devices repeat a minute later; nothing is ever half-written. True waits for the flush.
+DEVICE_CHECKIN_SYNCHRONOUS_COMMIT = envbool("DEVICE_CHECKIN_SYNCHRONOUS_COMMIT", "False")
 # Requests a minute on the device endpoints, per device and per client address (a factory NAT).
 DEVICE_RATE_LIMIT_PER_DEVICE = envint("DEVICE_RATE_LIMIT_PER_DEVICE", "60")
 DEVICE_RATE_LIMIT_PER_IP = envint("DEVICE_RATE_LIMIT_PER_IP", "1200")

@@ -135,8 +135,10 @@ def _fetchone(sql, params):
     Django binds parameters client-side and never prepares, so PostgreSQL would plan the check-in
     statement (five tables, their indexes) on every call: that planning costs more than running
     it. A server-binding psycopg cursor that prepares every statement it runs, wrapped by Django
-    (error translation, query logging in tests), keeps the plan. Connection poolers in
-    transaction mode need prepared-statement support (PgBouncer ≥ 1.21, max_prepared_statements).
+    (error translation, query logging in tests), keeps the plan. psycopg prepares nothing on a
+    connection whose prepare_threshold is None (Django's default), so the settings give it one
+    (DATABASE_PREPARED_STATEMENTS). Connection poolers in transaction mode need prepared-statement
+    support (PgBouncer ≥ 1.21, max_prepared_statements).
 
     Instead of Django's per-request health check (a `SELECT 1` round trip before the first query),
     a statement that fails on a dead persistent connection outside any transaction is retried once
@@ -178,8 +180,11 @@ def _checkin_sql() -> str:
         q(m._meta.db_table) for m in (Device, Reading, DeviceEvent, Command, Product)
     )
     # One round trip. `old` is the row as it was before this statement (same snapshot), which
-    # tells whether the device comes back online. Two check-ins of one device racing could both
-    # see it offline and both record device.online: harmless, consumers are idempotent.
+    # tells whether the device comes back online. The statement is its own transaction
+    # (autocommit), so set_config(…, true) decides how this check-in alone commits: waiting for
+    # the WAL flush costs more than the statement (settings.DEVICE_CHECKIN_SYNCHRONOUS_COMMIT).
+    # Two check-ins of one device racing could both see it offline and both record device.online:
+    # harmless, consumers are idempotent.
     # Only quoted table names and a constant are interpolated; every value is a parameter.
     return f"""
 WITH dev AS (
@@ -201,6 +206,7 @@ WITH dev AS (
       FROM dev WHERE old_status <> 'online'
 )
 SELECT dev.id, dev.old_status, dev.first_use, p.checkin_interval,
+       set_config('synchronous_commit', %(synchronous_commit)s, true),
        (SELECT json_agg(json_build_object('id', c.id, 'name', c.name, 'params', c.params, 'status', c.status,
                                           'expires_at', c.expires_at) ORDER BY c.created_at)
           FROM (SELECT * FROM {command}
@@ -223,11 +229,12 @@ def _checkin_postgresql(*, digest, values, ip, now):
             "data_event_id": uuid.uuid4(),
             "online_event_id": uuid.uuid4(),
             "data": json.dumps({"values": values, "recorded_at": now.isoformat()}),
+            "synchronous_commit": "on" if settings.DEVICE_CHECKIN_SYNCHRONOUS_COMMIT else "off",
         },
     )
     if row is None:
         raise Unauthenticated()
-    device_id, old_status, first_use, interval, open_commands = row
+    device_id, old_status, first_use, interval, _synchronous_commit, open_commands = row
     # In autocommit this runs at once; inside a test's transaction, at its commit.
     transaction.on_commit(outbox.relay_schedule, robust=True)
     commands = [

@@ -13,7 +13,7 @@ from devices.commands import command_send
 from devices.models import Command, CommandStatus, Device, DeviceEvent, DeviceStatus, Reading
 from devices.protocol.views import DeviceCheckinApi
 
-from .protocol_support import CHECKIN_URL, bearer, checkin, provision_token
+from .protocol_support import CHECKIN_URL, bearer, checkin, provision, provision_token
 
 pytestmark = pytest.mark.django_db
 
@@ -244,6 +244,32 @@ def test_checkin_on_postgresql_is_one_statement(
     checkin(client, token)
     with django_assert_num_queries(1):
         checkin(client, token)
+
+
+def test_checkin_and_poll_statements_are_planned_once(client, owned_device, token, requires_postgres):
+    # Planning the check-in costs PostgreSQL more than running it: the statement must stay
+    # prepared on the connection, and after a few runs use one generic plan.
+    for _ in range(8):
+        assert checkin(client, token).status_code == HTTPStatus.OK
+        assert provision(client, owned_device).json() == {"state": "provisioned"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans FROM pg_prepared_statements")
+        prepared = cursor.fetchall()
+    generic_plans = {("checkin" if "INSERT INTO" in statement else "poll"): plans for statement, plans in prepared}
+    assert generic_plans["checkin"] >= 1
+    assert generic_plans["poll"] >= 1
+
+
+@pytest.mark.parametrize(("durable", "expected"), [(False, "off"), (True, "on")])
+def test_checkin_commit_waits_for_the_flush_only_when_configured(
+    client, token, settings, requires_postgres, durable, expected
+):
+    settings.DEVICE_CHECKIN_SYNCHRONOUS_COMMIT = durable
+    assert checkin(client, token).status_code == HTTPStatus.OK
+    # The test's transaction stands for the check-in's own: its setting is what the commit uses.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == expected
 
 
 def test_checkin_schedules_the_relay_after_commit(client, token, monkeypatch, django_capture_on_commit_callbacks):
