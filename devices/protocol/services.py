@@ -8,6 +8,7 @@ the open commands; other databases take a portable path of a few ORM queries.
 import json
 import logging
 import random
+import threading
 import uuid
 from functools import cache
 from http import HTTPStatus
@@ -52,6 +53,18 @@ if is_psycopg3:
 
         def execute(self, query, params=None, *, prepare=True, binary=None):
             return super().execute(query, params, prepare=prepare, binary=binary)
+
+
+_kept = threading.local()
+
+
+def _kept_cursor(raw_connection):
+    """This thread's preparing cursor on its current connection, kept between requests: a new
+    cursor per statement would rebuild its adapter caches every time."""
+    cursor = getattr(_kept, "cursor", None)
+    if cursor is None or cursor.connection is not raw_connection or cursor.closed:
+        cursor = _kept.cursor = _PreparingCursor(raw_connection)
+    return cursor
 
 
 class Unauthenticated(ApplicationError):
@@ -134,8 +147,8 @@ def _fetchone(sql, params):
 
     Django binds parameters client-side and never prepares, so PostgreSQL would plan the check-in
     statement (five tables, their indexes) on every call: that planning costs more than running
-    it. A server-binding psycopg cursor that prepares every statement it runs, wrapped by Django
-    (error translation, query logging in tests), keeps the plan. psycopg prepares nothing on a
+    it. A server-binding psycopg cursor that prepares every statement it runs keeps the plan;
+    Django still translates its errors and, when it logs queries, wraps it to log them. psycopg prepares nothing on a
     connection whose prepare_threshold is None (Django's default), so the settings give it one
     (DATABASE_PREPARED_STATEMENTS). Connection poolers in transaction mode need prepared-statement
     support (PgBouncer ≥ 1.21, max_prepared_statements).
@@ -152,8 +165,12 @@ def _fetchone(sql, params):
     for attempt in (1, 2):
         try:
             db.ensure_connection()
-            raw = _PreparingCursor(db.connection)
-            with db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw) as cursor:
+            if db.queries_logged:  # tests counting queries, DEBUG
+                with db.make_debug_cursor(_PreparingCursor(db.connection)) as cursor:
+                    cursor.execute(sql, params)
+                    return cursor.fetchone()
+            cursor = _kept_cursor(db.connection)
+            with db.wrap_database_errors:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
         except OperationalError:
