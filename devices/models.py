@@ -72,14 +72,21 @@ class DeviceStatus(models.TextChoices):
 class Device(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     serial = models.CharField(max_length=64, unique=True)
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="devices")
+    # Foreign keys without an index of their own where a composite index leads with them: every
+    # index is written again on each check-in (its UPDATE changes an indexed column).
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="devices", db_index=False)
     name = models.CharField(max_length=80, blank=True, help_text="The owner's nickname for the device.")
     factory_key_digest = models.CharField(max_length=64, editable=False)
     claim_code = models.ForeignKey(
         ClaimCode, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
     )
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="devices",
+        db_index=False,
     )
     owned_since = models.DateTimeField(null=True, blank=True)
     # Pre-claim by an OEM admin for an address that has no account yet; applied at sign-up.
@@ -96,7 +103,7 @@ class Device(models.Model):
 
     # Credentials. token_used_at stays empty until the device first authenticates with its token;
     # until then each provisioning poll issues fresh credentials.
-    token_digest = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    token_digest = models.CharField(max_length=64, null=True, blank=True, editable=False)
     token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
     token_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     certificate_pem = models.TextField(blank=True, editable=False)
@@ -107,6 +114,10 @@ class Device(models.Model):
     class Meta:
         ordering = ["serial"]
         permissions = [("view_device_owner", "Can see who owns a device")]
+        constraints = [
+            # A constraint rather than unique=True: no second, pattern-matching index on digests.
+            models.UniqueConstraint(fields=["token_digest"], name="device_token_digest_unique"),
+        ]
         indexes = [
             # The owner's device list: filter by owner (and status), ordered by serial.
             models.Index(fields=["owner", "serial"], name="device_owner_serial"),
@@ -130,13 +141,13 @@ class Device(models.Model):
 class Reading(models.Model):
     """Values a device reported at a time: the history behind charts and the readings API."""
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings", db_index=False)
     recorded_at = models.DateTimeField()
     values = models.JSONField()
 
     class Meta:
         indexes = [
-            # History of one device, newest first; retention prunes by time.
+            # History of one device, newest first (also the foreign key's index); retention prunes by time.
             models.Index(fields=["device", "-recorded_at"], name="reading_device_time"),
             models.Index(fields=["recorded_at"], name="reading_time"),
         ]
@@ -200,7 +211,7 @@ class DeviceEvent(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events", db_index=False)
     type = models.CharField(max_length=32, choices=DeviceEventType.choices)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(db_index=True)
