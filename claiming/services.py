@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from apps import services as app_services
 from devices import codes
+from devices.commands import commands_void_for_device
 from devices.models import ClaimCode, Device, DeviceEvent, DeviceEventType
 from devices.outbox import events_record
 from devices.services import device_credentials_revoke, pin_digest
@@ -286,11 +287,13 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
 
 
 def _handover_cleanup(*, device, actor, previous_owner_id, ip):
-    """What a change of owner takes away from the previous one: open offers, links, credentials."""
+    """What a change of owner takes away from the previous one: open offers, open commands, links,
+    credentials."""
     Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
         cancelled_at=timezone.now()
     )
     events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "new_owner"})])
+    commands_void_for_device(device=device)
     app_services.device_links_remove(device=device, actor=actor)
     device_credentials_revoke(device=device)
 
@@ -315,6 +318,7 @@ def device_release(*, device: Device, actor, ip) -> Device:
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
     # Recorded before the links go, so the release is the last thing linked applications hear.
     events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "reset"})])
+    commands_void_for_device(device=device)
     app_services.device_links_remove(device=device, actor=actor)
     device_credentials_revoke(device=device)
     logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
@@ -520,6 +524,7 @@ def transfer_accept(*, token: str, user, ip) -> Device:
     if taken != 1 or moved != 1:
         raise Conflict("This device is no longer available for transfer.", code="transfer_stale")
     events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "transfer"})])
+    commands_void_for_device(device=device)
     app_services.device_links_remove(device=device, actor=transfer.from_user)
     device_credentials_revoke(device=device)
     device.owner, device.owned_since = user, now

@@ -196,6 +196,29 @@ def command_ack(*, device, command_id, status, result=None) -> Command:
     return command
 
 
+def _mark_expired(commands, *, now) -> None:
+    Command.objects.filter(pk__in=[c.pk for c in commands]).update(status=CommandStatus.EXPIRED, updated_at=now)
+    for command in commands:
+        command.status = CommandStatus.EXPIRED
+    events_record(
+        [
+            DeviceEvent(device_id=c.device_id, type=DeviceEventType.COMMAND_UPDATED, data=command_event_data(c))
+            for c in commands
+        ]
+    )
+
+
+@transaction.atomic
+def commands_void_for_device(*, device) -> int:
+    """Expires the device's open commands now: what the previous owner (or their applications)
+    asked must not run for the next one. Returns how many."""
+    commands = list(Command.objects.select_for_update().filter(device_id=device.pk, status__in=OPEN_STATUSES))
+    if commands:
+        _mark_expired(commands, now=timezone.now())
+        logger.info("commands.voided", extra={"device_id": str(device.pk), "commands": len(commands)})
+    return len(commands)
+
+
 def commands_expire(*, batch_size=1000) -> int:
     """Marks open commands past their TTL expired, a batch per transaction; returns how many.
 
@@ -212,15 +235,7 @@ def commands_expire(*, batch_size=1000) -> int:
             )
             if not batch:
                 return total
-            Command.objects.filter(pk__in=[c.pk for c in batch]).update(status=CommandStatus.EXPIRED, updated_at=now)
-            for command in batch:
-                command.status = CommandStatus.EXPIRED
-            events_record(
-                [
-                    DeviceEvent(device_id=c.device_id, type=DeviceEventType.COMMAND_UPDATED, data=command_event_data(c))
-                    for c in batch
-                ]
-            )
+            _mark_expired(batch, now=now)
         total += len(batch)
         logger.info("commands.expired", extra={"commands": len(batch)})
         if len(batch) < batch_size:

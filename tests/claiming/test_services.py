@@ -8,7 +8,9 @@ from allauth.account.models import EmailAddress
 from claiming import services
 from claiming.models import OwnershipEvent, OwnershipEventKind
 from claiming.services import AlreadyClaimed, ClaimError, EmailNotVerified
-from devices.models import Device, DeviceEvent, DeviceEventType
+from devices.commands import command_send
+from devices.models import Command, CommandStatus, Device, DeviceEvent, DeviceEventType
+from devices.protocol.services import device_checkin, device_provision
 from devices.services import token_digest
 from portal.errors import Conflict, Throttled, ValidationError
 from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
@@ -321,6 +323,31 @@ def test_release_removes_app_links(owner):
     AppLink.objects.create(application=app, device=device)
     services.device_release(device=device, actor=owner, ip=IP)
     assert not AppLink.objects.filter(device=device).exists()
+
+
+def test_release_voids_the_commands_still_open(owner):
+    device = DeviceFactory(owner=owner)
+    pending = command_send(device=device, name="reboot", sent_by_user=owner)
+    done = command_send(device=device, name="identify", sent_by_user=owner)
+    Command.objects.filter(pk=done.pk).update(status=CommandStatus.SUCCEEDED)
+    services.device_release(device=device, actor=owner, ip=IP)
+    assert dict(Command.objects.values_list("name", "status")) == {
+        "reboot": CommandStatus.EXPIRED,
+        "identify": CommandStatus.SUCCEEDED,
+    }
+    voided = DeviceEvent.objects.filter(device=device, type=DeviceEventType.COMMAND_UPDATED, data__command_id=str(pending.pk))
+    assert voided.filter(data__status="expired").exists()
+
+
+def test_the_next_owner_s_device_never_runs_the_previous_owner_s_commands(owner, user_factory):
+    bob = user_factory(email="bob@example.com")
+    device = DeviceFactory(owner=owner)
+    command_send(device=device, name="reboot", sent_by_user=owner)
+    _transfer, token = services.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
+    services.transfer_accept(token=token, user=bob, ip=None)
+    answer = device_provision(serial=device.serial, factory_key=device.raw_factory_key)
+    assert answer["state"] == "claimed"
+    assert device_checkin(token=answer["credentials"]["token"], values={}, ip=IP)["commands"] == []
 
 
 def test_release_of_an_unowned_device_is_a_conflict(owner):
