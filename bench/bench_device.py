@@ -71,6 +71,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django.setup()
 from django.contrib.auth import get_user_model
+from datetime import timedelta
 from django.utils import timezone
 from devices.models import Device, DeviceStatus, Product
 from devices.services import factory_key_digest, token_digest
@@ -85,7 +86,8 @@ Device.objects.bulk_create(
     + [
         Device(serial=f"OWNED-{i:08d}", product=product, factory_key_digest=key_digest, owner=owner,
                token_digest=token_digest(f"bench-token-{i}"), token_used_at=now, status=DeviceStatus.ONLINE,
-               last_seen_at=now, last_ip="127.0.0.1", values={"temperature": 21.0, "humidity": 41})
+               last_seen_at=now, last_ip="127.0.0.1", values={"temperature": 21.0, "humidity": 41},
+               stale_check_at=now + timedelta(seconds=product.offline_after))
         for i in range(count)
     ]
 )

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,6 +33,7 @@ from bench.harness import PYTHON, ROOT, bench_env, create_database, manage, prin
 GOAL_SWEEP_SECONDS = 5.0
 GOAL_EMPTY_MS = 50.0
 EMPTY_RUNS = 7
+OFFLINE_AFTER = 600  # the product's threshold: 10 minutes
 WARM_UP_SIZE = 1000
 
 
@@ -58,6 +60,9 @@ def device_columns(product_id, owner_first_id, owners, stale_every):
         "status": "'online'",
         "last_seen_at": f"now() - CASE WHEN i %% {int(stale_every)} = 0 THEN interval '1 hour' "
         "ELSE interval '30 seconds' END",
+        # As their check-ins left it: due when they would turn stale under the product's threshold.
+        "stale_check_at": f"now() - CASE WHEN i %% {int(stale_every)} = 0 THEN interval '1 hour' "
+        f"ELSE interval '30 seconds' END + {int(OFFLINE_AFTER)} * interval '1 second'",
         "last_ip": "NULL",
         "values": "'{}'::jsonb",
         "token_digest": "NULL",
@@ -159,7 +164,7 @@ def measure(sizes, stale_percent, owners):
     from devices.stale import devices_mark_stale
 
     stale_every = round(100 / stale_percent)
-    product = Product.objects.create(name="Bench", slug="bench", offline_after=600)
+    product = Product.objects.create(name="Bench", slug="bench", offline_after=OFFLINE_AFTER)
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, "
@@ -201,8 +206,9 @@ def measure(sizes, stale_percent, owners):
         mark_seconds = time.perf_counter() - started
 
         # The steady state: every device fresh, no email held back.
+        now = timezone.now()
         Device.objects.filter(status=DeviceStatus.OFFLINE).update(
-            status=DeviceStatus.ONLINE, last_seen_at=timezone.now()
+            status=DeviceStatus.ONLINE, last_seen_at=now, stale_check_at=now + timedelta(seconds=OFFLINE_AFTER)
         )
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE devices_notificationstate")

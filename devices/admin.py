@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from . import admin_views, codes
 from .labels import claim_code_text
 from .models import ClaimCode, Device, Product
+from .services import stale_checks_reschedule
 
 OWNER_PERMISSION = "devices.view_device_owner"
 
@@ -108,6 +109,11 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(device_count=Count("devices"))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "offline_after" in form.changed_data:
+            stale_checks_reschedule(product=obj)
 
     @admin.display(description="devices", ordering="device_count")
     def device_count(self, product):

@@ -7,7 +7,7 @@ from django.db import transaction
 from portal.errors import ValidationError
 from portal.secrets import keyed_digest
 
-from .models import Device
+from .models import LOOK_AT_ONCE, Device, DeviceStatus
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,12 @@ def device_credentials_revoke(*, device: Device) -> None:
     device.token_issued_at = device.token_used_at = None
     device.certificate_pem = device.certificate_serial = ""
     logger.info("device.credentials_revoked", extra={"device_id": str(device.pk)})
+
+
+def stale_checks_reschedule(*, product) -> int:
+    """After the product's offline threshold changed: its online devices are looked at by the next
+    stale sweep, which gives each its next look under the new threshold. Returns how many."""
+    return Device.objects.filter(product=product, status=DeviceStatus.ONLINE).update(stale_check_at=LOOK_AT_ONCE)
 
 
 @transaction.atomic

@@ -44,7 +44,7 @@ def devices_mark_stale(*, now=None) -> int:
     remembers when it ran. Returns how many devices went offline.
 
     Runs never overlap: a run that finds the lock taken does nothing and returns 0. With nothing
-    stale, the sweep is one query on the partial index `device_online_last_seen` (plus the
+    due, the sweep is one query on the partial index `device_online_stale_check` (plus the
     notifier's one query for held-back emails).
     """
     now = now or timezone.now()
@@ -84,7 +84,7 @@ def _devices_mark_offline(now) -> list[tuple]:
     while True:
         # savepoint=False: no SAVEPOINT round trips when called inside a transaction (tests, admin).
         with transaction.atomic(savepoint=False):
-            rows = mark(now, limit=SWEEP_BATCH)
+            rows, looked_at = mark(now, limit=SWEEP_BATCH)
             if rows:
                 outbox.events_record(
                     [
@@ -98,7 +98,7 @@ def _devices_mark_offline(now) -> list[tuple]:
                     ]
                 )
         marked.extend(rows)
-        if len(rows) < SWEEP_BATCH:
+        if looked_at < SWEEP_BATCH:
             return marked
 
 
@@ -106,40 +106,45 @@ def _devices_mark_offline(now) -> list[tuple]:
 def _sweep_sql() -> str:
     q = connection.ops.quote_name
     device, product = q(Device._meta.db_table), q(Product._meta.db_table)
-    # The constant bound (older than the shortest threshold of any product) is what lets the
-    # planner range-scan the partial index device_online_last_seen: with nothing stale the scan
-    # ends at once, and with stale devices it reads only them, whatever the fleet's size. The
-    # join then applies each product's own threshold.
-    # FOR UPDATE re-checks a row that a check-in changed after this statement began (it is no
-    # longer stale, so it is left alone); SKIP LOCKED passes over a device checking in right now.
+    # The due devices come from the partial index device_online_stale_check: with nothing due
+    # the scan ends at once, and otherwise it reads only the due devices, whatever the fleet's
+    # size. A due device is marked offline when its product's threshold has passed; one that
+    # checked in meanwhile is only given its next look (the moment it would turn stale).
+    # FOR UPDATE re-reads a row that a check-in changed after this statement began, and the SET
+    # expressions see that version; SKIP LOCKED passes over a device checking in right now.
     # `= ANY(ARRAY(…))` makes the update itself primary-key lookups; a join with the subquery
     # lets the planner hash-join against a scan of the whole table.
     # Only quoted table names are interpolated; the values are parameters.
     return f"""
 UPDATE {device} AS d
-   SET status = 'offline'
- WHERE d.id = ANY(ARRAY(
+   SET status = CASE WHEN d.last_seen_at < %(now)s - p.offline_after * interval '1 second'
+                     THEN 'offline' ELSE d.status END,
+       stale_check_at = CASE WHEN d.last_seen_at < %(now)s - p.offline_after * interval '1 second'
+                             THEN d.stale_check_at
+                             ELSE COALESCE(d.last_seen_at, %(now)s) + p.offline_after * interval '1 second' END
+  FROM {product} AS p
+ WHERE p.id = d.product_id AND d.status = 'online' AND d.id = ANY(ARRAY(
         SELECT s.id
-          FROM {device} AS s JOIN {product} AS p ON p.id = s.product_id
-         WHERE s.status = 'online'
-           AND s.last_seen_at < %(now)s - (SELECT min(offline_after) FROM {product}) * interval '1 second'
-           AND s.last_seen_at < %(now)s - p.offline_after * interval '1 second'
+          FROM {device} AS s
+         WHERE s.status = 'online' AND s.stale_check_at <= %(now)s
          LIMIT %(limit)s
            FOR UPDATE OF s SKIP LOCKED))
-RETURNING d.id, d.owner_id, d.last_seen_at
+RETURNING d.id, d.owner_id, d.last_seen_at, d.status = 'offline'
 """  # noqa: S608
 
 
-def _mark_postgresql(now, *, limit) -> list[tuple]:
+def _mark_postgresql(now, *, limit) -> tuple[list[tuple], int]:
     with connection.cursor() as cursor:
         cursor.execute(_sweep_sql(), {"now": now, "limit": limit})
-        return cursor.fetchall()
+        rows = cursor.fetchall()
+    return [row[:3] for row in rows if row[3]], len(rows)
 
 
-def _mark_sqlite(now, *, limit) -> list[tuple]:
-    # The embedded default. SQLite serialises writers (the transaction began IMMEDIATE), so
-    # reading the stale rows and then updating them by primary key cannot race a check-in.
-    # Durations are microseconds there, hence the factor.
+def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
+    # The embedded default, for small fleets: the stale devices by last_seen_at directly, without
+    # the index PostgreSQL's sweep reads. SQLite serialises writers (the transaction began
+    # IMMEDIATE), so reading the stale rows and then updating them by primary key cannot race a
+    # check-in. Durations are microseconds there, hence the factor.
     threshold = ExpressionWrapper(
         Value(now) - ExpressionWrapper(F("product__offline_after") * 1_000_000, output_field=DurationField()),
         output_field=DateTimeField(),
@@ -152,4 +157,4 @@ def _mark_sqlite(now, *, limit) -> list[tuple]:
     for start in range(0, len(rows), _IN_CHUNK):
         ids = [row[0] for row in rows[start : start + _IN_CHUNK]]
         Device.objects.filter(pk__in=ids).update(status=DeviceStatus.OFFLINE)
-    return rows
+    return rows, len(rows)

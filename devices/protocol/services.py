@@ -10,6 +10,7 @@ import logging
 import random
 import threading
 import uuid
+from datetime import timedelta
 from functools import cache
 from http import HTTPStatus
 
@@ -203,14 +204,21 @@ def _checkin_sql() -> str:
     # Two check-ins of one device racing could both see it offline and both record device.online:
     # harmless, consumers are idempotent.
     # Only quoted table names and a constant are interpolated; every value is a parameter.
+    # stale_check_at moves only when half the product's offline threshold has passed since it was
+    # set (or the device was not online): the other check-ins change no indexed column, so
+    # PostgreSQL updates the row in place without touching the table's indexes (HOT).
     return f"""
 WITH dev AS (
     UPDATE {device} AS d
        SET last_seen_at = %(now)s, last_ip = %(ip)s, status = 'online', "values" = %(values)s::jsonb,
-           token_used_at = COALESCE(d.token_used_at, %(now)s)
-      FROM {device} AS old
-     WHERE d.token_digest = %(digest)s AND old.id = d.id
-    RETURNING d.id, d.product_id, old.status AS old_status, old.token_used_at IS NULL AS first_use
+           token_used_at = COALESCE(d.token_used_at, %(now)s),
+           stale_check_at = CASE
+               WHEN d.status = 'online' AND d.stale_check_at >= %(now)s + p.offline_after * interval '0.5 second'
+               THEN d.stale_check_at
+               ELSE %(now)s + p.offline_after * interval '1 second' END
+      FROM {device} AS old, {product} AS p
+     WHERE d.token_digest = %(digest)s AND old.id = d.id AND p.id = d.product_id
+    RETURNING d.id, p.checkin_interval, old.status AS old_status, old.token_used_at IS NULL AS first_use
 ), reading AS (
     INSERT INTO {reading} (device_id, recorded_at, "values")
     SELECT id, %(now)s, %(values)s::jsonb FROM dev
@@ -222,14 +230,14 @@ WITH dev AS (
            %(now)s
       FROM dev WHERE old_status <> 'online'
 )
-SELECT dev.id, dev.old_status, dev.first_use, p.checkin_interval,
+SELECT dev.id, dev.old_status, dev.first_use, dev.checkin_interval,
        set_config('synchronous_commit', %(synchronous_commit)s, true),
        (SELECT json_agg(json_build_object('id', c.id, 'name', c.name, 'params', c.params, 'status', c.status,
                                           'expires_at', c.expires_at) ORDER BY c.created_at)
           FROM (SELECT * FROM {command}
                  WHERE device_id = dev.id AND status IN ('pending', 'delivered') AND expires_at > %(now)s
                  ORDER BY created_at LIMIT {COMMANDS_PER_ANSWER}) AS c)
-  FROM dev JOIN {product} AS p ON p.id = dev.product_id
+  FROM dev
 """  # noqa: S608
 
 
@@ -268,6 +276,14 @@ def _checkin_postgresql(*, digest, values, ip, now):
     return device_id, old_status, first_use, interval, commands
 
 
+def stale_check_next(*, old_status, stale_check_at, now, offline_after):
+    """When the stale sweep should look at a device that checks in now (as the PostgreSQL
+    statement computes it): kept while at least half the threshold is left, else a threshold on."""
+    if old_status == DeviceStatus.ONLINE and stale_check_at >= now + timedelta(seconds=offline_after / 2):
+        return stale_check_at
+    return now + timedelta(seconds=offline_after)
+
+
 def _checkin_portable(*, digest, values, ip, now):
     with transaction.atomic():
         # select_for_update orders concurrent check-ins of one device (a no-op on SQLite, whose
@@ -275,18 +291,23 @@ def _checkin_portable(*, digest, values, ip, now):
         row = (
             Device.objects.select_for_update()
             .filter(token_digest=digest)
-            .values_list("id", "status", "token_used_at", "product__checkin_interval")
+            .values_list(
+                "id", "status", "token_used_at", "stale_check_at", "product__checkin_interval", "product__offline_after"
+            )
             .first()
         )
         if row is None:
             raise Unauthenticated()
-        device_id, old_status, used_at, interval = row
+        device_id, old_status, used_at, stale_check_at, interval, offline_after = row
         Device.objects.filter(pk=device_id).update(
             last_seen_at=now,
             last_ip=ip,
             status=DeviceStatus.ONLINE,
             values=values,
             token_used_at=Coalesce("token_used_at", now),
+            stale_check_at=stale_check_next(
+                old_status=old_status, stale_check_at=stale_check_at, now=now, offline_after=offline_after
+            ),
         )
         Reading.objects.create(device_id=device_id, recorded_at=now, values=values)
         events = [

@@ -260,6 +260,24 @@ def test_checkin_and_poll_statements_are_planned_once(client, owned_device, toke
     assert generic_plans["poll"] >= 1
 
 
+def test_checkins_of_an_online_device_leave_its_indexes_alone(client, token, requires_postgres):
+    # A check-in that changes no indexed column is a HOT update: PostgreSQL rewrites the row in
+    # place and none of the device table's indexes.
+    assert checkin(client, token).status_code == HTTPStatus.OK  # the device comes online
+
+    def hot_updates():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = %s",
+                           [Device._meta.db_table])
+            return cursor.fetchone()
+
+    updates_before, hot_before = hot_updates()
+    for _ in range(3):
+        assert checkin(client, token).status_code == HTTPStatus.OK
+    updates, hot = hot_updates()
+    assert (updates - updates_before, hot - hot_before) == (3, 3)
+
+
 @pytest.mark.parametrize(("durable", "expected"), [(False, "off"), (True, "on")])
 def test_checkin_commit_waits_for_the_flush_only_when_configured(
     client, token, settings, requires_postgres, durable, expected

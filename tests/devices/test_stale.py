@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from django.core.cache import cache
 from django.db import connection
+from django.urls import reverse
 
 from devices import stale
 from devices.models import Device, DeviceEvent, DeviceEventType, DeviceStatus
@@ -118,6 +119,55 @@ def test_a_device_goes_offline_then_online_again(clock, client, owner, slow_prod
     ]
 
 
+def test_check_ins_move_the_next_look_only_once_half_the_threshold_has_passed(clock, client, owner, slow_product):
+    # Most check-ins must change no indexed column (PostgreSQL then updates the row in place).
+    device = DeviceFactory(product=slow_product, owner=owner)
+    token = provision_token(client, device)
+
+    def next_look():
+        device.refresh_from_db()
+        return device.stale_check_at
+
+    checkin(client, token)
+    assert next_look() == START + timedelta(seconds=600)
+    clock.shift(299)
+    checkin(client, token)
+    assert next_look() == START + timedelta(seconds=600)
+    clock.shift(2)
+    checkin(client, token)
+    assert next_look() == START + timedelta(seconds=301 + 600)
+
+
+def test_a_due_device_that_checked_in_meanwhile_is_looked_at_again_later(clock, owner, slow_product, requires_postgres):
+    recent = online(slow_product, 100, owner=owner, stale_check_at=START - timedelta(seconds=1))
+
+    assert devices_mark_stale() == 0
+
+    recent.refresh_from_db()
+    assert recent.status == DeviceStatus.ONLINE
+    assert recent.stale_check_at == START + timedelta(seconds=500)  # when it would turn stale
+    assert not offline_events().exists()
+
+
+def test_a_device_not_due_yet_is_left_alone(clock, slow_product, requires_postgres):
+    # PostgreSQL's sweep reads only due devices (SQLite's, for small fleets, reads them all).
+    online(slow_product, 700, stale_check_at=START + timedelta(seconds=1))
+
+    assert devices_mark_stale() == 0
+
+
+def test_a_lower_threshold_applies_at_the_next_sweep(clock, client, staff, slow_product):
+    device = online(slow_product, 120, stale_check_at=START + timedelta(seconds=480))
+    client.force_login(staff)
+    url = reverse("admin:devices_product_change", args=[slow_product.pk])
+    form = {"name": slow_product.name, "slug": slow_product.slug, "description": "", "offline_after": 60,
+            "checkin_interval": 30, "poll_cap": 300, "certificate_days": 365, "commands": "[]"}
+    assert client.post(url, form).status_code == 302
+
+    assert devices_mark_stale() == 1
+    assert statuses(device) == ["offline"]
+
+
 def test_a_run_that_finds_the_lock_taken_does_nothing(clock, slow_product):
     quiet = online(slow_product, 700)
     cache.add(stale.SWEEP_LOCK_KEY, "another run", timeout=60)
@@ -167,7 +217,7 @@ def test_the_sweep_can_use_the_partial_index(requires_postgres, slow_product):
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN " + stale._sweep_sql(), {"now": START, "limit": stale.SWEEP_BATCH})
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "device_online_last_seen" in plan
+    assert "device_online_stale_check" in plan
 
 
 def test_the_beat_task_runs_the_sweep(clock, slow_product):
