@@ -86,17 +86,7 @@ def _devices_mark_offline(now) -> list[tuple]:
         with transaction.atomic(savepoint=False):
             rows, looked_at = mark(now, limit=SWEEP_BATCH)
             if rows:
-                outbox.events_record(
-                    [
-                        DeviceEvent(
-                            device_id=device_id,
-                            type=DeviceEventType.OFFLINE,
-                            data={"last_seen_at": last_seen_at.isoformat(), "previous_status": DeviceStatus.ONLINE},
-                            created_at=now,
-                        )
-                        for device_id, _, last_seen_at in rows
-                    ]
-                )
+                transaction.on_commit(outbox.relay_schedule, robust=True)
         marked.extend(rows)
         if looked_at < SWEEP_BATCH:
             return marked
@@ -105,7 +95,7 @@ def _devices_mark_offline(now) -> list[tuple]:
 @functools.cache
 def _sweep_sql() -> str:
     q = connection.ops.quote_name
-    device, product = q(Device._meta.db_table), q(Product._meta.db_table)
+    device, product, event = (q(model._meta.db_table) for model in (Device, Product, DeviceEvent))
     # The due devices come from the partial index device_online_stale_check: with nothing due
     # the scan ends at once, and otherwise it reads only the due devices, whatever the fleet's
     # size. A due device is marked offline when its product's threshold has passed; one that
@@ -114,22 +104,31 @@ def _sweep_sql() -> str:
     # expressions see that version; SKIP LOCKED passes over a device checking in right now.
     # `= ANY(ARRAY(…))` makes the update itself primary-key lookups; a join with the subquery
     # lets the planner hash-join against a scan of the whole table.
-    # Only quoted table names are interpolated; the values are parameters.
+    # Each device that went offline gets its device.offline event in the same statement.
+    # Only quoted table names and constants are interpolated; the values are parameters.
     return f"""
-UPDATE {device} AS d
-   SET status = CASE WHEN d.last_seen_at < %(now)s - p.offline_after * interval '1 second'
-                     THEN 'offline' ELSE d.status END,
-       stale_check_at = CASE WHEN d.last_seen_at < %(now)s - p.offline_after * interval '1 second'
-                             THEN d.stale_check_at
-                             ELSE COALESCE(d.last_seen_at, %(now)s) + p.offline_after * interval '1 second' END
-  FROM {product} AS p
- WHERE p.id = d.product_id AND d.status = 'online' AND d.id = ANY(ARRAY(
-        SELECT s.id
-          FROM {device} AS s
-         WHERE s.status = 'online' AND s.stale_check_at <= %(now)s
-         LIMIT %(limit)s
-           FOR UPDATE OF s SKIP LOCKED))
-RETURNING d.id, d.owner_id, d.last_seen_at, d.status = 'offline'
+WITH looked_at AS (
+    UPDATE {device} AS d
+       SET status = CASE WHEN d.last_seen_at < %(now)s - p.offline_after * interval '1 second'
+                         THEN 'offline' ELSE d.status END,
+           stale_check_at = CASE WHEN d.last_seen_at < %(now)s - p.offline_after * interval '1 second'
+                                 THEN d.stale_check_at
+                                 ELSE COALESCE(d.last_seen_at, %(now)s) + p.offline_after * interval '1 second' END
+      FROM {product} AS p
+     WHERE p.id = d.product_id AND d.status = 'online' AND d.id = ANY(ARRAY(
+            SELECT s.id
+              FROM {device} AS s
+             WHERE s.status = 'online' AND s.stale_check_at <= %(now)s
+             LIMIT %(limit)s
+               FOR UPDATE OF s SKIP LOCKED))
+    RETURNING d.id, d.owner_id, d.last_seen_at, d.status = 'offline' AS went_offline
+), events AS (
+    INSERT INTO {event} (id, device_id, type, data, created_at)
+    SELECT gen_random_uuid(), id, 'device.offline',
+           jsonb_build_object('last_seen_at', last_seen_at, 'previous_status', 'online'), %(now)s
+      FROM looked_at WHERE went_offline
+)
+SELECT id, owner_id, last_seen_at, went_offline FROM looked_at
 """  # noqa: S608
 
 
@@ -157,4 +156,13 @@ def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
     for start in range(0, len(rows), _IN_CHUNK):
         ids = [row[0] for row in rows[start : start + _IN_CHUNK]]
         Device.objects.filter(pk__in=ids).update(status=DeviceStatus.OFFLINE)
+    DeviceEvent.objects.bulk_create(
+        DeviceEvent(
+            device_id=device_id,
+            type=DeviceEventType.OFFLINE,
+            data={"last_seen_at": last_seen_at.isoformat(), "previous_status": DeviceStatus.ONLINE},
+            created_at=now,
+        )
+        for device_id, _, last_seen_at in rows
+    )
     return rows, len(rows)
