@@ -40,4 +40,8 @@ def app_link_list_for_device(device):
 
 
 def command_list_for_device(device, *, limit=COMMAND_LIMIT):
-    return list(Command.objects.filter(device=device).order_by("-created_at")[:limit])
+    """The commands sent since the device's owner got it: an earlier owner's are not theirs to read."""
+    commands = Command.objects.filter(device=device)
+    if device.owned_since:
+        commands = commands.filter(created_at__gte=device.owned_since)
+    return list(commands.order_by("-created_at")[:limit])

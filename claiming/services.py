@@ -5,7 +5,6 @@ the limits on guessing and the audit trail live here and nowhere else. Every cha
 an OwnershipEvent and a DeviceEvent (`device.claimed` / `device.released`) in its transaction.
 """
 
-import contextlib
 import hmac
 import logging
 import time
@@ -26,7 +25,7 @@ from devices import codes
 from devices.commands import commands_void_for_device
 from devices.models import ClaimCode, Device, DeviceEvent, DeviceEventType
 from devices.outbox import events_record
-from devices.services import device_credentials_revoke, pin_digest
+from devices.services import device_owner_forget, pin_digest
 from portal import ratelimit
 from portal.errors import ApplicationError, Conflict, NotFound, Throttled, ValidationError
 from portal.secrets import keyed_digest, random_token
@@ -86,17 +85,22 @@ def _limit_keys(*, user, ip):
     return keys
 
 
-def _limits_check(*, user, ip):
-    for scope, ident, (limit, window) in _limit_keys(user=user, ip=ip):
-        ratelimit.check(scope, ident, limit=limit, window=window)
+def _guess_count(*, user, ip) -> list[str]:
+    """Counts a claim attempt against the user's and the IP's limits before it is judged (Throttled
+    past them); `_guess_forgive` takes it back once the code or PIN proves right."""
+    return [
+        ratelimit.attempt(scope, ident, limit=limit, window=window)
+        for scope, ident, (limit, window) in _limit_keys(user=user, ip=ip)
+    ]
 
 
-def _failure_count(*, user, ip, reason):
+def _guess_forgive(keys):
+    for key in keys:
+        ratelimit.forgive(key)
+
+
+def _rejected(*, user, reason):
     logger.warning("claim.rejected", extra={"reason": reason, "user_id": getattr(user, "pk", None)})
-    for scope, ident, (limit, window) in _limit_keys(user=user, ip=ip):
-        # This attempt is answered as the failure it was; the next one meets the limit.
-        with contextlib.suppress(Throttled):
-            ratelimit.hit(scope, ident, limit=limit, window=window)
 
 
 def _serial_key(serial):
@@ -108,24 +112,23 @@ def _pin_lock_key(serial):
     return f"claim:pin-lock:{_serial_key(serial)}"
 
 
-def _pin_lock_check(serial):
+def _pin_guess_count(serial) -> str:
+    """Counts a PIN attempt on `serial` before it is judged; the attempt past the limit locks the
+    serial for PIN claims. Returns the counter's key for ratelimit.forgive."""
     # The value is the lock's end, so the check follows the clock even where the cache's own expiry
     # (Redis TTLs) would not.
     locked_until = cache.get(_pin_lock_key(serial))
-    if locked_until and locked_until > time.time():
-        raise Throttled(
-            "Too many wrong PINs were tried for this serial number. PIN claiming is paused for an hour.",
-            retry_after=PIN_LOCK_SECONDS,
-        )
-
-
-def _pin_failure_count(serial):
-    limit, window = PIN_FAILURES_PER_SERIAL
-    try:
-        ratelimit.hit("claim-pin-serial", _serial_key(serial), limit=limit - 1, window=window)
-    except Throttled:
-        cache.set(_pin_lock_key(serial), time.time() + PIN_LOCK_SECONDS, timeout=PIN_LOCK_SECONDS)
-        logger.warning("claim.pin_locked", extra={"serial_key": _serial_key(serial)[:8]})
+    if not (locked_until and locked_until > time.time()):
+        limit, window = PIN_FAILURES_PER_SERIAL
+        try:
+            return ratelimit.attempt("claim-pin-serial", _serial_key(serial), limit=limit, window=window)
+        except Throttled:
+            cache.set(_pin_lock_key(serial), time.time() + PIN_LOCK_SECONDS, timeout=PIN_LOCK_SECONDS)
+            logger.warning("claim.pin_locked", extra={"serial_key": _serial_key(serial)[:8]})
+    raise Throttled(
+        "Too many PINs were tried for this serial number. PIN claiming is paused for an hour.",
+        retry_after=PIN_LOCK_SECONDS,
+    )
 
 
 def pin_lock_clear(*, serial: str) -> None:
@@ -148,12 +151,13 @@ def claim_code_lookup(*, user, code: str, ip) -> tuple[ClaimCode, list[Device]]:
     Used by the claim form to list a batch code's devices before the owner picks them. Raises
     ClaimError (same wording as every miss), Throttled past the limits.
     """
-    _limits_check(user=user, ip=ip)
+    guess = _guess_count(user=user, ip=ip)
     normal = codes.normalize(code)
     claim_code = ClaimCode.objects.filter(digest=codes.digest(normal)).first() if normal else None
     if claim_code is None:
-        _failure_count(user=user, ip=ip, reason="unknown_code")
+        _rejected(user=user, reason="unknown_code")
         raise ClaimError()
+    _guess_forgive(guess)
     if claim_code.expires_at and claim_code.expires_at <= timezone.now():
         raise ClaimError("This code has expired. Ask the seller for a new one.", code="claim_code_expired")
     devices = list(claim_code.devices.select_related("product").order_by("serial"))
@@ -169,7 +173,9 @@ def _claim(*, user, candidates, via, application, ip, actor=None, kind=Ownership
     """
     now = timezone.now()
     ids = [device.pk for device in candidates]
-    Device.objects.filter(pk__in=ids, owner__isnull=True).update(owner=user, owned_since=now, preclaim_email="")
+    Device.objects.filter(pk__in=ids, owner__isnull=True).update(
+        owner=user, owned_since=now, claimable=False, preclaim_email=""
+    )
     won = list(
         Device.objects.filter(pk__in=ids, owner=user, owned_since=now).select_related("product").order_by("serial")
     )
@@ -241,27 +247,28 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
     a serial with 10 wrong PINs in an hour is locked for PIN claims for an hour.
     """
     _require_verified_email(user)
-    _limits_check(user=user, ip=ip)
+    guess = _guess_count(user=user, ip=ip)
     serial = (serial or "").strip()
     pin = (pin or "").strip()
     if not serial or not pin:
         raise ClaimError()
-    _pin_lock_check(serial)
+    guess.append(_pin_guess_count(serial))
     device = Device.objects.select_related("product").filter(serial=serial).first()
     # The digest is computed even for an unknown serial so both paths take the same time.
     offered = pin_digest(pin)
     pin_ok = device is not None and bool(device.pin_digest) and hmac.compare_digest(offered, device.pin_digest)
     if not pin_ok:
-        _failure_count(user=user, ip=ip, reason="unknown_serial" if device is None else "wrong_pin")
-        _pin_failure_count(serial)
+        _rejected(user=user, reason="unknown_serial" if device is None else "wrong_pin")
         raise ClaimError()
+    if device.owner_id is None and not device.claimable:
+        # Answered and counted as a wrong PIN: an unowned device with claiming off tells nothing.
+        _rejected(user=user, reason="not_claimable")
+        raise ClaimError()
+    _guess_forgive(guess)
     if device.owner_id == user.pk:
         raise Conflict("You already own this device.", code="already_yours")
     if not device.claimable:
-        if device.owner_id is not None:
-            raise AlreadyClaimed()
-        _failure_count(user=user, ip=ip, reason="not_claimable")
-        raise ClaimError()
+        raise AlreadyClaimed()
     previous_owner_id = device.owner_id
     now = timezone.now()
     # Conditional on the state just read: a concurrent claim or PIN change makes this a no-op.
@@ -271,7 +278,7 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
     if changed != 1:
         raise AlreadyClaimed()
     if previous_owner_id is not None:
-        _handover_cleanup(device=device, actor=user, previous_owner_id=previous_owner_id, ip=ip)
+        _handover_cleanup(device=device, actor=user, reason="new_owner")
     device.owner, device.owned_since, device.claimable = user, now, False
     OwnershipEvent.objects.create(
         device=device, kind=OwnershipEventKind.CLAIMED, actor=user, owner=user, ip=ip, detail="Claimed with PIN"
@@ -286,16 +293,17 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
     return device
 
 
-def _handover_cleanup(*, device, actor, previous_owner_id, ip):
+def _handover_cleanup(*, device, actor, reason):
     """What a change of owner takes away from the previous one: open offers, open commands, links,
-    credentials."""
+    credentials and the device's latest values. The device.released event is recorded before the
+    links go, so it is the last thing the linked applications hear."""
     Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
         cancelled_at=timezone.now()
     )
-    events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "new_owner"})])
+    events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": reason})])
     commands_void_for_device(device=device)
     app_services.device_links_remove(device=device, actor=actor)
-    device_credentials_revoke(device=device)
+    device_owner_forget(device=device)
 
 
 # --- release -----------------------------------------------------------------------------------
@@ -311,16 +319,9 @@ def device_release(*, device: Device, actor, ip) -> Device:
     changed = Device.objects.filter(pk=device.pk, owner_id=previous_owner_id).update(owner=None, owned_since=None)
     if changed != 1:
         raise Conflict("The device's owner changed meanwhile. Reload the page.", code="owner_changed")
-    Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
-        cancelled_at=timezone.now()
-    )
     device.owner, device.owned_since = None, None
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
-    # Recorded before the links go, so the release is the last thing linked applications hear.
-    events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "reset"})])
-    commands_void_for_device(device=device)
-    app_services.device_links_remove(device=device, actor=actor)
-    device_credentials_revoke(device=device)
+    _handover_cleanup(device=device, actor=actor, reason="reset")
     logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
     return device
 
@@ -518,16 +519,14 @@ def transfer_accept(*, token: str, user, ip) -> Device:
     taken = Transfer.objects.filter(pk=transfer.pk, accepted_at__isnull=True, cancelled_at__isnull=True).update(
         accepted_at=now, accepted_by=user
     )
+    # Claiming by PIN goes off, as after any claim: whoever knew the old PIN has no way back.
     moved = Device.objects.filter(pk=device.pk, owner_id=transfer.from_user_id).update(
-        owner=user, owned_since=now, preclaim_email=""
+        owner=user, owned_since=now, claimable=False, preclaim_email=""
     )
     if taken != 1 or moved != 1:
         raise Conflict("This device is no longer available for transfer.", code="transfer_stale")
-    events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": "transfer"})])
-    commands_void_for_device(device=device)
-    app_services.device_links_remove(device=device, actor=transfer.from_user)
-    device_credentials_revoke(device=device)
-    device.owner, device.owned_since = user, now
+    _handover_cleanup(device=device, actor=transfer.from_user, reason="transfer")
+    device.owner, device.owned_since, device.claimable = user, now, False
     OwnershipEvent.objects.create(
         device=device,
         kind=OwnershipEventKind.TRANSFERRED,

@@ -65,7 +65,11 @@ def device_status_counts_for_owner(user) -> dict[str, int]:
 
 
 def reading_list_for_device(device: Device, *, limit=200) -> list[Reading]:
-    """The device's most recent readings, oldest first (for charts); served by reading_device_time."""
-    readings = list(Reading.objects.filter(device=device).order_by("-recorded_at")[:limit])
+    """The device's most recent readings since its owner got it, oldest first (for charts); served
+    by reading_device_time. What it reported to an earlier owner is theirs, not the new owner's."""
+    readings = Reading.objects.filter(device=device)
+    if device.owned_since:
+        readings = readings.filter(recorded_at__gte=device.owned_since)
+    readings = list(readings.order_by("-recorded_at")[:limit])
     readings.reverse()
     return readings

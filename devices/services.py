@@ -28,16 +28,36 @@ def token_digest(token: str) -> str:
     return keyed_digest(token, purpose=TOKEN_PURPOSE)
 
 
+_NO_CREDENTIALS = {
+    "token_digest": None,
+    "token_issued_at": None,
+    "token_used_at": None,
+    "certificate_pem": "",
+    "certificate_serial": "",
+}
+
+
+def _device_reset(device: Device, fields: dict) -> None:
+    Device.objects.filter(pk=device.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(device, name, value)
+
+
 @transaction.atomic
 def device_credentials_revoke(*, device: Device) -> None:
     """Voids the device's token and certificate: old credentials get 401 and the next
     provisioning poll starts over (unclaimed, or fresh credentials for a new owner)."""
-    Device.objects.filter(pk=device.pk).update(
-        token_digest=None, token_issued_at=None, token_used_at=None, certificate_pem="", certificate_serial=""
-    )
-    device.token_digest = None
-    device.token_issued_at = device.token_used_at = None
-    device.certificate_pem = device.certificate_serial = ""
+    _device_reset(device, _NO_CREDENTIALS)
+    logger.info("device.credentials_revoked", extra={"device_id": str(device.pk)})
+
+
+@transaction.atomic
+def device_owner_forget(*, device: Device) -> None:
+    """What a change of owner wipes from the device: its credentials (as device_credentials_revoke)
+    and its latest values and last IP. Its readings stay, but owners and applications read only
+    those recorded since they got the device."""
+    # What the device reported while it was the previous owner's: the next owner starts with nothing.
+    _device_reset(device, {**_NO_CREDENTIALS, "values": {}, "last_ip": None})
     logger.info("device.credentials_revoked", extra={"device_id": str(device.pk)})
 
 

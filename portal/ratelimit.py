@@ -1,5 +1,6 @@
 """Fixed-window counters on the shared cache (Redis in production) for every guessable input."""
 
+import contextlib
 import time
 
 from django.core.cache import cache
@@ -13,19 +14,37 @@ def _key(scope: str, ident: str, window: int) -> tuple[str, int]:
     return f"rl:{scope}:{ident}:{bucket}", reset_in
 
 
+def _count(key: str, window: int) -> int:
+    if cache.add(key, 1, timeout=window + 1):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=window + 1)
+        return 1
+
+
 def hit(scope: str, ident: str, *, limit: int, window: int) -> None:
     """Counts one event; raises Throttled once more than `limit` happen in the window."""
     key, reset_in = _key(scope, ident, window)
-    if cache.add(key, 1, timeout=window + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=window + 1)
-            count = 1
-    if count > limit:
+    if _count(key, window) > limit:
         raise Throttled(retry_after=reset_in)
+
+
+def attempt(scope: str, ident: str, *, limit: int, window: int) -> str:
+    """Counts a guess before it is judged, so that guesses sent in parallel cannot all pass the
+    limit before any of them is counted; raises Throttled past `limit`. Returns the counter's key
+    for `forgive`, which takes back a guess that turned out right."""
+    key, reset_in = _key(scope, ident, window)
+    if _count(key, window) > limit:
+        raise Throttled(retry_after=reset_in)
+    return key
+
+
+def forgive(key: str) -> None:
+    """Takes back one guess counted by `attempt`: only wrong guesses count against the limit."""
+    with contextlib.suppress(ValueError):  # the window ended meanwhile: nothing left to take back
+        cache.decr(key)
 
 
 def check(scope: str, ident: str, *, limit: int, window: int) -> None:

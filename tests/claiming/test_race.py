@@ -9,6 +9,7 @@ from django.db import connection
 from claiming import services
 from claiming.models import OwnershipEvent
 from devices.models import Device, DeviceEvent, DeviceEventType
+from portal.errors import Throttled
 from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
 
 RACERS = 20
@@ -22,7 +23,7 @@ def _race(target, users):
         try:
             barrier.wait()
             outcomes[index] = ("won", target(user))
-        except services.ClaimError as exc:
+        except (services.ClaimError, Throttled) as exc:
             outcomes[index] = ("lost", exc)
         except BaseException as exc:  # anything else is the bug this test looks for
             outcomes[index] = ("crashed", exc)
@@ -68,5 +69,28 @@ def test_twenty_claims_by_pin_at_once_one_winner(transactional_db, requires_post
 
     assert [kind for kind, _ in outcomes].count("crashed") == 0, outcomes
     assert [kind for kind, _ in outcomes].count("won") == 1
-    assert all(exc.status == HTTPStatus.CONFLICT for kind, exc in outcomes if kind == "lost")
+    # Each attempt counts against the serial's PIN limit until it proves right, so racers past the
+    # limit are turned away before their PIN is read: a 429 instead of a 409, both clear refusals.
+    statuses = {exc.status for kind, exc in outcomes if kind == "lost"}
+    assert statuses <= {HTTPStatus.CONFLICT, HTTPStatus.TOO_MANY_REQUESTS}
     assert OwnershipEvent.objects.filter(device=device).count() == 1
+
+
+@pytest.mark.services
+def test_wrong_pins_sent_at_once_are_judged_no_more_than_the_limit_allows(transactional_db, requires_postgres):
+    device = DeviceFactory(raw_pin="2468")
+    guessers = UserFactory.create_batch(40)
+    addresses = {user.pk: f"203.0.113.{n}" for n, user in enumerate(guessers)}
+
+    outcomes = _race(
+        lambda user: services.device_claim_by_pin(user=user, serial=device.serial, pin="0000", ip=addresses[user.pk]),
+        guessers,
+    )
+
+    assert [kind for kind, _ in outcomes].count("crashed") == 0, outcomes
+    judged = [exc for kind, exc in outcomes if kind == "lost" and isinstance(exc, services.ClaimError)]
+    turned_away = [exc for kind, exc in outcomes if kind == "lost" and isinstance(exc, Throttled)]
+    assert len(judged) == services.PIN_FAILURES_PER_SERIAL[0]
+    assert len(turned_away) == len(guessers) - len(judged)
+    with pytest.raises(Throttled):  # and the right PIN waits for the lock to end
+        services.device_claim_by_pin(user=UserFactory(), serial=device.serial, pin="2468", ip="192.0.2.9")

@@ -7,10 +7,12 @@ from allauth.account.models import EmailAddress
 
 from claiming import services
 from claiming.models import OwnershipEvent, OwnershipEventKind
+from claiming.selectors import command_list_for_device
 from claiming.services import AlreadyClaimed, ClaimError, EmailNotVerified
 from devices.commands import command_send
 from devices.models import Command, CommandStatus, Device, DeviceEvent, DeviceEventType
 from devices.protocol.services import device_checkin, device_provision
+from devices.selectors import reading_list_for_device
 from devices.services import token_digest
 from portal.errors import Conflict, Throttled, ValidationError
 from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
@@ -411,3 +413,59 @@ def test_a_claim_clears_a_stale_preclaim(owner, staff, code):
     services.device_preclaim(devices=[device], email="someone.else@example.com", actor=staff)
     claim_code(owner, code.raw_code)
     assert Device.objects.get(pk=device.pk).preclaim_email == ""
+
+
+# --- a change of owner leaves nothing behind ---
+
+
+def test_a_claim_by_code_turns_pin_claiming_off(owner, other_owner, code):
+    # Imported labels often carry a code and a PIN: whoever claims by one must not lose it to the other.
+    device = DeviceFactory(claim_code=code, raw_pin="2468")
+    claim_code(owner, code.raw_code)
+    assert Device.objects.get(pk=device.pk).claimable is False
+    with pytest.raises(AlreadyClaimed):
+        services.device_claim_by_pin(user=other_owner, serial=device.serial, pin="2468", ip=IP)
+    assert Device.objects.get(pk=device.pk).owner == owner
+
+
+def test_a_preclaim_turns_pin_claiming_off(staff, owner):
+    device = DeviceFactory(raw_pin="2468")
+    services.device_preclaim(devices=[device], email=owner.email, actor=staff)
+    device.refresh_from_db()
+    assert (device.owner, device.claimable) == (owner, False)
+
+
+def test_after_a_transfer_the_old_pin_cannot_take_the_device_back(owner, user_factory):
+    bob = user_factory(email="bob@example.com")
+    device = DeviceFactory(owner=owner, raw_pin="2468")  # claiming left on by the first owner
+    _transfer, token = services.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
+    services.transfer_accept(token=token, user=bob, ip=None)
+    with pytest.raises(AlreadyClaimed):
+        services.device_claim_by_pin(user=owner, serial=device.serial, pin="2468", ip=IP)
+    assert Device.objects.get(pk=device.pk).owner == bob
+
+
+@pytest.mark.parametrize("handover", ["transfer", "reset_and_claim", "new_pin"])
+def test_the_next_owner_sees_nothing_the_device_did_for_the_previous_one(owner, user_factory, code, handover):
+    bob = user_factory(email="bob@example.com")
+    device = DeviceFactory(owner=owner, claim_code=code)
+    answer = device_provision(serial=device.serial, factory_key=device.raw_factory_key)
+    device_checkin(token=answer["credentials"]["token"], values={"door": "open"}, ip="203.0.113.50")
+    command_send(device=device, name="identify", sent_by_user=owner)
+    if handover == "transfer":
+        _transfer, token = services.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
+        services.transfer_accept(token=token, user=bob, ip=None)
+    elif handover == "reset_and_claim":
+        services.device_release(device=Device.objects.get(pk=device.pk), actor=owner, ip=IP)
+        claim_code(bob, code.raw_code)
+    else:
+        services.device_pin_set(
+            device=Device.objects.get(pk=device.pk), pin="fresh123", claimable=True, actor=owner, ip=IP
+        )
+        services.device_claim_by_pin(user=bob, serial=device.serial, pin="fresh123", ip=IP)
+
+    device = Device.objects.get(pk=device.pk)
+    assert device.owner == bob
+    assert (device.values, device.last_ip) == ({}, None)
+    assert reading_list_for_device(device) == []
+    assert command_list_for_device(device) == []
