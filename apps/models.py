@@ -2,7 +2,11 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from devices.models import Device, DeviceEvent
+from devices.models import Device, DeviceEvent, DeviceEventType
+
+# Events about one link are heard by that link's application only, on webhooks and in the API: the
+# others have no business knowing which applications a device is linked to.
+LINK_EVENTS = (DeviceEventType.LINKED, DeviceEventType.UNLINKED)
 
 
 class CallbackAuthStyle(models.TextChoices):

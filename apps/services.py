@@ -39,7 +39,16 @@ from portal.errors import Conflict, NotFound, ValidationError
 from portal.secrets import decrypt, encrypt, keyed_digest, random_crockford, random_token
 
 from . import ssrf
-from .models import Application, AppLink, CallbackAuthStyle, Connection, ConnectLink, Delivery, DeliveryStatus
+from .models import (
+    LINK_EVENTS,
+    Application,
+    AppLink,
+    CallbackAuthStyle,
+    Connection,
+    ConnectLink,
+    Delivery,
+    DeliveryStatus,
+)
 from .selectors import application_list_for_owner
 
 logger = logging.getLogger(__name__)
@@ -440,11 +449,6 @@ def deliveries_fan_out(events):
     _fan_out(events)
 
 
-# Events about one link are heard by that link's application only: the others have no business
-# knowing which applications a device is linked to.
-_LINK_EVENTS = (DeviceEventType.LINKED, DeviceEventType.UNLINKED)
-
-
 def _fan_out(events, *, application_ids=None):
     if not events:
         return 0
@@ -464,7 +468,7 @@ def _fan_out(events, *, application_ids=None):
         Delivery(application_id=application_id, event=event, event_type=event.type, next_attempt_at=lease)
         for event in events
         for application_id, app_id in apps_by_device.get(event.device_id, ())
-        if event.type not in _LINK_EVENTS or (event.data or {}).get("application_id") == app_id
+        if event.type not in LINK_EVENTS or (event.data or {}).get("application_id") == app_id
     ]
     Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
     ids = list(

@@ -7,10 +7,10 @@ device the application may not see is a 404 everywhere, whether it exists or not
 
 from datetime import timedelta
 
-from django.db.models import F
+from django.db.models import F, Q, Subquery
 from django.utils import timezone
 
-from apps.models import Application
+from apps.models import LINK_EVENTS, Application, AppLink
 from devices.models import Command, Device, DeviceEvent, Reading
 from portal.errors import NotFound
 
@@ -43,9 +43,11 @@ def device_filter(queryset, *, status=None, product=None, seen_since=None):
     return queryset
 
 
-def reading_list_for_device(device: Device, *, since=None, until=None):
-    """The device's readings in [since, until); served by the reading_device_time index."""
-    readings = Reading.objects.filter(device=device)
+def reading_list_for_device(application: Application, device: Device, *, since=None, until=None):
+    """The device's readings in [since, until) recorded since it was linked to `application`; served
+    by the reading_device_time index. As with events, the link bounds what the application reads."""
+    linked_at = AppLink.objects.filter(application=application, device=device).values("created_at")[:1]
+    readings = Reading.objects.filter(device=device, recorded_at__gte=Subquery(linked_at))
     if since:
         readings = readings.filter(recorded_at__gte=since)
     if until:
@@ -69,7 +71,8 @@ def event_list_for_application(application: Application, *, since=None):
     """Events of the devices `application` may see, recorded since each device was linked to it.
 
     The link's creation time bounds the history: an application does not read what a device did
-    before it was linked. Default window: the last 24 hours.
+    before it was linked. Events about a link are its own application's only, as on webhooks.
+    Default window: the last 24 hours.
     """
     since = since or timezone.now() - EVENTS_DEFAULT_WINDOW
     return (
@@ -77,5 +80,6 @@ def event_list_for_application(application: Application, *, since=None):
         # One filter() call, so both conditions apply to the same AppLink row.
         .filter(device__app_links__application=application, created_at__gte=F("device__app_links__created_at"))
         .filter(created_at__gte=since)
+        .filter(~Q(type__in=LINK_EVENTS) | Q(data__application_id=application.app_id))
         .select_related("device__product")
     )

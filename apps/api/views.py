@@ -139,7 +139,7 @@ class ReadingListApi(ApplicationApi):
     def get(self, request, device_id):
         filters = self.query_input(ReadingFilterInput)
         device = selectors.device_get_for_application(self.application, device_id)
-        return self.paginated(selectors.reading_list_for_device(device, **filters), ReadingOutput)
+        return self.paginated(selectors.reading_list_for_device(self.application, device, **filters), ReadingOutput)
 
 
 # --- commands ----------------------------------------------------------------------------------

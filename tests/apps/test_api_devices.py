@@ -202,10 +202,25 @@ def test_detail_query_count(client, app_auth, linked_device, django_assert_num_q
 
 def _readings(device, count, *, start=None):
     start = start or timezone.now() - timedelta(hours=count)
+    # The application reads what the device recorded since it was linked: link it before these.
+    AppLink.objects.filter(device=device).update(created_at=start - timedelta(hours=1))
     Reading.objects.bulk_create(
         [Reading(device=device, recorded_at=start + timedelta(hours=n), values={"n": n}) for n in range(count)]
     )
     return start
+
+
+def test_readings_recorded_before_the_link_stay_hidden(client, app_auth, linked_device):
+    now = timezone.now()
+    AppLink.objects.filter(device=linked_device).update(created_at=now - timedelta(minutes=30))
+    Reading.objects.bulk_create(
+        [
+            Reading(device=linked_device, recorded_at=now - timedelta(hours=2), values={"n": "before"}),
+            Reading(device=linked_device, recorded_at=now - timedelta(minutes=10), values={"n": "after"}),
+        ]
+    )
+    rows = client.get(readings_url(linked_device.pk), **app_auth).json()["results"]
+    assert [row["values"]["n"] for row in rows] == ["after"]
 
 
 def test_readings_newest_first_and_paginated(client, app_auth, linked_device):

@@ -11,7 +11,7 @@ from apps.models import AppLink
 from devices.models import DeviceEvent, DeviceEventType
 
 from ..factories import DeviceFactory
-from .api_support import basic_header, link
+from .api_support import basic_header, link, make_application
 
 pytest_plugins = ["tests.apps.api_fixtures"]
 
@@ -48,6 +48,16 @@ def test_lists_events_of_linked_devices_oldest_first(client, app_auth, linked_de
         "created_at": rows[0]["created_at"],
         "data": {"values": {"t": 1}},
     }
+
+
+def test_leaves_out_the_links_of_other_applications(client, owner, app_auth, application, linked_device):
+    dashboard = make_application(owner)
+    mine = record(linked_device, type=DeviceEventType.LINKED, data={"application_id": application.app_id})
+    record(linked_device, type=DeviceEventType.LINKED, data={"application_id": dashboard.app_id})
+    record(linked_device, type=DeviceEventType.UNLINKED, data={"application_id": dashboard.app_id})
+    data = record(linked_device)
+    rows = client.get(EVENTS_URL, **app_auth).json()["results"]
+    assert [row["id"] for row in rows] == [str(mine.pk), str(data.pk)]
 
 
 def test_leaves_out_devices_not_linked_to_the_caller(client, owner, other_owner, other_application, app_auth):
