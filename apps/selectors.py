@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from devices.selectors import device_list_for_owner
 from portal.errors import NotFound
+from portal.text import storable
 
 from .models import Application, AppLink, Connection, Delivery, DeliveryStatus
 
@@ -34,6 +35,8 @@ def application_list_for_owner(user):
 
 def application_get_for_owner(user, app_id) -> Application:
     """The application `app_id` if `user` may see it; 404 otherwise, whether it exists or not."""
+    if not storable(app_id):
+        raise ApplicationNotFound()
     application = application_list_for_owner(user).filter(app_id=app_id).first()
     if application is None:
         raise ApplicationNotFound()

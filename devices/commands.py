@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.errors import Conflict, NotFound, ValidationError
+from portal.text import storable, storable_json
 
 from .models import Command, CommandStatus, DeviceEvent, DeviceEventType
 from .outbox import event_record, events_record
@@ -54,17 +55,6 @@ def _is_scalar(value) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
-def _storable_text(text: str) -> bool:
-    # PostgreSQL's jsonb refuses NUL characters, and lone surrogates cannot be encoded at all.
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def flat_object_errors(value, *, max_keys, what) -> list[str]:
     """Why `value` is not a flat JSON object of scalars (empty when it is one)."""
     if not isinstance(value, dict):
@@ -72,13 +62,13 @@ def flat_object_errors(value, *, max_keys, what) -> list[str]:
     if len(value) > max_keys:
         return [f"{what} may hold at most {max_keys} keys."]
     for key, item in value.items():
-        if not isinstance(key, str) or not key or len(key) > 64 or not _storable_text(key):
+        if not isinstance(key, str) or not key or len(key) > 64 or not storable(key):
             return [f"{what} keys must be names of 1 to 64 characters."]
         if not _is_scalar(item):
             return [f"{what}[{key!r}] must be a number, a string, true, false or null, not a list or an object."]
         if isinstance(item, float) and not math.isfinite(item):
             return [f"{what}[{key!r}] must be a finite number."]
-        if isinstance(item, str) and (len(item) > MAX_STRING or not _storable_text(item)):
+        if isinstance(item, str) and (len(item) > MAX_STRING or not storable(item)):
             return [f"{what}[{key!r}] must be text of at most {MAX_STRING} characters."]
     return []
 
@@ -175,6 +165,9 @@ def command_ack(*, device, command_id, status, result=None) -> Command:
     result = {} if result is None else result
     if not isinstance(result, dict):
         raise ValidationError("result must be a JSON object.", fields={"result": ["Give a JSON object."]})
+    if not storable_json(result):
+        message = "result must not hold NUL characters or unpaired surrogates."
+        raise ValidationError(message, fields={"result": [message]})
     if len(json.dumps(result)) > MAX_RESULT_BYTES:
         message = f"result is larger than {MAX_RESULT_BYTES} bytes."
         raise ValidationError(message, fields={"result": [message]})

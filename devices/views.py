@@ -17,6 +17,8 @@ from .forms import DeviceRenameForm
 from .models import DeviceStatus
 
 PER_PAGE = 50
+# Far past any fleet; a larger page number would overflow the database's OFFSET.
+MAX_PAGE = 100_000
 FILTER_ORDER = [DeviceStatus.ONLINE, DeviceStatus.OFFLINE, DeviceStatus.NEVER_SEEN]
 SORT_LABELS = {
     "serial": "Serial number",
@@ -29,7 +31,7 @@ SORT_LABELS = {
 
 def _page_number(value):
     try:
-        return max(int(value), 1)
+        return min(max(int(value), 1), MAX_PAGE)
     except (TypeError, ValueError):
         return 1
 

@@ -2,7 +2,7 @@ import re
 import sys
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.template import loader
@@ -56,8 +56,9 @@ def server_error(request):
     not need the session, the user or the database that may be what failed."""
     # Django calls this inside the `except` that caught the error, so the error is at hand. A
     # database outage is not a bug of ours: answer 503 and let clients retry; the portal reconnects
-    # by itself once the database is back.
-    if isinstance(sys.exc_info()[1], DatabaseError):
+    # by itself once the database is back. Other database errors (bad data, a broken query) are
+    # bugs of ours like any other: 500.
+    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
         status, code, template = 503, "service_unavailable", "503.html"
         message = "The portal cannot reach its database right now. Try again shortly."
     else:

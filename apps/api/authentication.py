@@ -23,6 +23,7 @@ from portal import ratelimit
 from portal.errors import Throttled
 from portal.http import client_ip
 from portal.secrets import digests_match
+from portal.text import storable
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ def _credentials(header: str) -> tuple[str, str] | None:
     app_id, sep, secret = decoded.partition(":")
     if not sep or not app_id or not secret or len(app_id) > MAX_APP_ID_LENGTH or len(secret) > MAX_SECRET_LENGTH:
         raise exceptions.AuthenticationFailed("The Basic credentials must be AppId:Secret.")
+    if not storable(app_id):
+        raise exceptions.AuthenticationFailed("The App Id or Secret is wrong.")
     return app_id, secret
 
 

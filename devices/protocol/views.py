@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from portal.errors import ApplicationError, Throttled, ValidationError, error_body
 from portal.http import client_ip
+from portal.text import storable
 
 from ..commands import command_ack
 from ..services import token_digest
@@ -119,6 +120,8 @@ def _basic_credentials(request) -> tuple[str, str]:
         raise Unauthenticated() from None
     serial, sep, key = decoded.partition(":")
     if not sep or not serial or not key or len(serial) > MAX_SERIAL_LENGTH or len(key) > MAX_TOKEN_LENGTH:
+        raise Unauthenticated()
+    if not storable(serial):  # no serial holds one; the database could not even look it up
         raise Unauthenticated()
     return serial, key
 

@@ -74,6 +74,7 @@ def test_paused_application_gets_401(client, application):
         "Basic " + base64.b64encode(b"app-id-without-secret:").decode(),
         "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(),
         "Basic " + base64.b64encode(b"x" * 41 + b":secret").decode(),
+        "Basic " + base64.b64encode(b"app\x00id:secret").decode(),
     ],
 )
 def test_malformed_basic_credentials_get_401(client, application, header):

@@ -284,6 +284,14 @@ def test_another_owner_gets_404_on_every_application_url(client, other_owner, ow
     assert Application.objects.filter(pk=own_app.pk).exists()
 
 
+def test_an_app_id_no_database_can_hold_is_a_plain_404(owner_client, owner):
+    assert owner_client.get("/apps/abc%00def/").status_code == HTTPStatus.NOT_FOUND
+    device = DeviceFactory(owner=owner)
+    response = owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": "a\x00b"})
+    assert response.status_code == HTTPStatus.FOUND
+    assert not AppLink.objects.filter(device=device).exists()
+
+
 def test_owners_may_not_manage_a_managed_application(owner_client):
     managed = ApplicationFactory(owner=None, managed=True)
     delivery = Delivery.objects.create(application=managed, event_type="ping")

@@ -69,6 +69,23 @@ def test_ack_with_an_unknown_status_is_400(client, owned_device, token):
     assert "status" in response.json()["error"]["fields"]
 
 
+@pytest.mark.parametrize(
+    "result", ['{"log": "a\\u0000b"}', '{"\\u0000": 1}', '{"log": ["\\ud800"]}', '{"deep": {"log": "\\udfff"}}']
+)
+def test_ack_with_text_no_database_can_store_is_400_and_changes_nothing(client, owned_device, token, result):
+    command = command_send(device=owned_device, name="reboot")
+    response = client.post(
+        reverse("device-protocol:command-ack", args=[command.id]),
+        data='{"status": "succeeded", "result": ' + result + "}",
+        content_type="application/json",
+        **bearer(token),
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert "result" in response.json()["error"]["fields"]
+    command.refresh_from_db()
+    assert command.status != CommandStatus.SUCCEEDED
+
+
 def test_changing_a_final_outcome_is_409(client, owned_device, token):
     command = command_send(device=owned_device, name="reboot")
     ack(client, token, command.id, {"status": "failed"})

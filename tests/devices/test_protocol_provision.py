@@ -73,8 +73,15 @@ def test_unknown_serial_and_wrong_key_get_the_same_answer(client, device):
 
 @pytest.mark.parametrize(
     "header",
-    ["", "Bearer abc", "Basic !!!notbase64", "Basic " + "c2VyaWFsLW9ubHk=", "Basic " + "OmtleQ=="],
-    ids=["missing", "bearer", "garbage", "no-colon", "no-serial"],
+    [
+        "",
+        "Bearer abc",
+        "Basic !!!notbase64",
+        "Basic " + "c2VyaWFsLW9ubHk=",
+        "Basic " + "OmtleQ==",
+        "Basic " + base64.b64encode(b"SN\x00-1:key").decode(),
+    ],
+    ids=["missing", "bearer", "garbage", "no-colon", "no-serial", "nul-in-serial"],
 )
 def test_malformed_basic_credentials_get_401(client, header):
     response = client.post(PROVISION_URL, data="{}", content_type="application/json", HTTP_AUTHORIZATION=header)

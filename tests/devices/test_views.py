@@ -60,6 +60,13 @@ def test_list_ignores_unknown_filter_sort_and_page(owner_client, owner):
     assert b"X-1" in response.content
 
 
+def test_a_page_number_past_any_fleet_shows_an_empty_page(owner_client, owner):
+    DeviceFactory(owner=owner, serial="X-1")
+    response = owner_client.get(LIST + "?page=99999999999999999999")
+    assert response.status_code == HTTPStatus.OK
+    assert b"X-1" not in response.content
+
+
 def test_list_is_paginated(owner_client, owner):
     product = ProductFactory()
     Device.objects.bulk_create(
