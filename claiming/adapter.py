@@ -10,6 +10,9 @@ from urllib.parse import urlencode
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.utils import get_next_redirect_url
+from django.core.exceptions import PermissionDenied
+
+from portal.http import client_ip
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -19,3 +22,11 @@ class AccountAdapter(DefaultAccountAdapter):
         if next_url:
             url += ("&" if "?" in url else "?") + urlencode({"next": next_url})
         return url
+
+    def get_client_ip(self, request):
+        """The address the portal's own limits use: allauth's log-in and sign-up limits then count
+        per client behind the trusted proxy too, not per proxy."""
+        ip = client_ip(request)
+        if not ip:
+            raise PermissionDenied("Unable to determine the client's address.")
+        return ip

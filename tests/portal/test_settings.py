@@ -36,6 +36,16 @@ def test_check_deploy_is_clean_in_production(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_check_deploy_warns_of_a_proxy_without_the_client_address_header(tmp_path):
+    env = production_env(tmp_path, SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO", TRUSTED_PROXY_IP_HEADER="")
+    result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode != 0
+    assert "portal.W001" in result.stderr + result.stdout
+    env["TRUSTED_PROXY_IP_HEADER"] = "HTTP_X_FORWARDED_FOR"
+    result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("name", ["SECRET_KEY", "SECRET_PEPPER", "FERNET_KEYS"])
 def test_production_refuses_development_secrets(tmp_path, name):
     env = production_env(tmp_path)
