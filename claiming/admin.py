@@ -4,11 +4,13 @@ The device admin itself belongs to devices; these actions call claiming's servic
 added here, on a subclass registered in its place.
 """
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from devices.admin import DeviceAdmin
+from devices.admin import DeviceAdmin, owner_lookup_allowed
 from devices.models import Device
 from portal.errors import ApplicationError
 from portal.http import client_ip
@@ -17,6 +19,7 @@ from . import services
 from .models import OwnershipEvent
 
 OWNER_PERMISSION = "devices.view_device_owner"
+_EMAIL_ADDRESS = re.compile(r"[^\s@]+@[^\s@]+")
 
 
 class PreclaimForm(forms.Form):
@@ -112,7 +115,17 @@ class OwnershipEventAdmin(admin.ModelAdmin):
     def get_list_display(self, request):
         if request.user.has_perm(OWNER_PERMISSION):
             return [*self.list_display, "actor", "owner", "ip"]
-        return self.list_display
+        return [column if column != "detail" else "detail_without_addresses" for column in self.list_display]
+
+    def lookup_allowed(self, lookup, value, request):
+        return owner_lookup_allowed(request, lookup, {"actor", "owner", "ip", "detail"}) and super().lookup_allowed(
+            lookup, value, request
+        )
+
+    @admin.display(description="detail")
+    def detail_without_addresses(self, event):
+        # Pre-claims name the address they were made for: that is who owns the device.
+        return _EMAIL_ADDRESS.sub("(an address)", event.detail)
 
     def get_list_select_related(self, request):
         if request.user.has_perm(OWNER_PERMISSION):
@@ -120,10 +133,9 @@ class OwnershipEventAdmin(admin.ModelAdmin):
         return self.list_select_related
 
     def get_fields(self, request, obj=None):
-        fields = ["device", "kind", "detail", "created_at"]
         if request.user.has_perm(OWNER_PERMISSION):
-            fields += ["actor", "owner", "ip"]
-        return fields
+            return ["device", "kind", "detail", "created_at", "actor", "owner", "ip"]
+        return ["device", "kind", "detail_without_addresses", "created_at"]
 
     def get_readonly_fields(self, request, obj=None):
         return self.get_fields(request, obj)

@@ -32,6 +32,12 @@ def can_see_owner(request) -> bool:
     return request.user.has_perm(OWNER_PERMISSION)
 
 
+def owner_lookup_allowed(request, lookup: str, owner_fields) -> bool:
+    """False for a changelist filter on `owner_fields` (say `?owner=7`, which Django allows on any
+    field of the model) from an admin without the owner permission: filtering by owner is seeing it."""
+    return can_see_owner(request) or lookup.split("__", 1)[0] not in owner_fields
+
+
 class EstimatedCountPaginator(Paginator):
     """Counts an unfiltered changelist from PostgreSQL's statistics instead of COUNT(*).
 
@@ -179,6 +185,11 @@ class DeviceAdmin(admin.ModelAdmin):
     def get_list_select_related(self, request):
         related = list(super().get_list_select_related(request))
         return [*related, "owner"] if can_see_owner(request) else related
+
+    def lookup_allowed(self, lookup, value, request):
+        return owner_lookup_allowed(request, lookup, {"owner", "preclaim_email"}) and super().lookup_allowed(
+            lookup, value, request
+        )
 
     def get_fieldsets(self, request, obj=None):
         ownership = ["owner_email", "owned_since", "preclaim_email"] if can_see_owner(request) else ["is_owned"]

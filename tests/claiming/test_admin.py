@@ -86,3 +86,47 @@ def test_audit_trail_hides_owners_without_the_permission(client, owner, user_fac
     html = client.get(reverse("admin:claiming_ownershipevent_changelist")).content.decode()
     assert device.serial in html
     assert "alice" not in html
+
+
+@pytest.fixture
+def oem_client(client, user_factory):
+    """An OEM admin who runs devices and reads the audit trail, without the owner permission."""
+    from django.contrib.auth.models import Permission
+
+    oem = user_factory(is_staff=True)
+    oem.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_device", "change_device", "view_ownershipevent"])
+    )
+    client.force_login(oem)
+    return client
+
+
+def test_an_admin_without_the_owner_permission_cannot_filter_devices_by_owner(oem_client, owner):
+    DeviceFactory(owner=owner, serial="MINE-1")
+    DeviceFactory(preclaim_email="carol@example.com", serial="WAIT-1")
+    for query in (f"?owner={owner.pk}", f"?owner__id__exact={owner.pk}", "?preclaim_email=carol@example.com"):
+        response = oem_client.get(reverse(CHANGELIST) + query)
+        assert response.status_code == HTTPStatus.BAD_REQUEST, query  # the admin's answer to a refused lookup
+
+
+def test_an_admin_with_the_owner_permission_may_filter_devices_by_owner(admin_client, owner):
+    DeviceFactory(owner=owner, serial="MINE-1")
+    DeviceFactory(serial="OTHER-1")
+    html = admin_client.get(reverse(CHANGELIST) + f"?owner={owner.pk}").content.decode()
+    assert "MINE-1" in html and "OTHER-1" not in html
+
+
+def test_the_audit_trail_keeps_pre_claim_addresses_from_admins_without_the_permission(oem_client, staff):
+    from claiming import services
+
+    device = DeviceFactory()
+    services.device_preclaim(devices=[device], email="carol@example.com", actor=staff)
+    changelist = reverse("admin:claiming_ownershipevent_changelist")
+    html = oem_client.get(changelist).content.decode()
+    assert device.serial in html and "carol@example.com" not in html
+    event = OwnershipEvent.objects.get(device=device)
+    assert (
+        "carol@example.com"
+        not in oem_client.get(reverse("admin:claiming_ownershipevent_change", args=[event.pk])).content.decode()
+    )
+    assert oem_client.get(changelist + "?detail__contains=carol").status_code == HTTPStatus.BAD_REQUEST
