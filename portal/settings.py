@@ -234,8 +234,9 @@ STORAGES = {
 }
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "/media/"
-# Device uploads (the bulk-import CSV) may be large; the device protocol caps its own bodies.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
+# DATA_UPLOAD_MAX_MEMORY_SIZE keeps Django's 2.5 MB: it caps form fields, not uploaded files (the
+# bulk-import CSV streams to disk past FILE_UPLOAD_MAX_MEMORY_SIZE), and any larger cap would let
+# anyone make the server buffer that much. The device protocol caps its own bodies.
 
 # Security headers. Production (DEBUG off) turns on everything `check --deploy` asks for.
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -54,3 +54,10 @@ def test_signup_page_uses_the_portal_layout(client):
     response = client.get("/accounts/signup/")
     assert response.status_code == HTTPStatus.OK
     assert b"Skip to content" in response.content
+
+
+@pytest.mark.django_db
+def test_an_oversized_form_post_is_refused_before_it_is_buffered(client, settings):
+    settings.DEBUG = False
+    response = client.post("/accounts/login/", {"login": "x" * 3_000_000, "password": "p"})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
