@@ -696,12 +696,17 @@ def _post(url, body, headers):
     except requests.exceptions.RequestException as exc:
         return None, None, f"Request failed ({type(exc).__name__})."
     try:
-        # Drained (so the connection is reused) up to a limit; a larger body drops the connection.
+        # Drained (so the connection is reused) up to a size and a time; past either the connection
+        # is dropped. The timeout only bounds each read: a receiver trickling its body a byte at a
+        # time would otherwise hold the worker for as long as it liked.
+        # read1 answers with what has arrived instead of waiting for a full buffer.
         read = 0
-        for chunk in response.iter_content(8192):
-            read += len(chunk)
-            if read > RESPONSE_READ_LIMIT:
+        drain_until = time.monotonic() + settings.WEBHOOK_TIMEOUT_SECONDS
+        while read <= RESPONSE_READ_LIMIT and time.monotonic() < drain_until:
+            chunk = response.raw.read1(8192, decode_content=False)
+            if not chunk:
                 break
+            read += len(chunk)
     except requests.exceptions.RequestException:
         pass  # the status line is what counts
     finally:

@@ -37,6 +37,9 @@ def address_refusal(address: str) -> str | None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.version == 6 and ip.ipv4_mapped is not None:
         return "an IPv4-mapped IPv6 address"
+    if ip.version == 6 and ip.sixtofour is not None and address_refusal(str(ip.sixtofour)):
+        # A 6to4 relay would carry the request to the IPv4 address inside.
+        return "a 6to4 address of a non-public IPv4 address"
     if ip.is_unspecified:
         return "an unspecified address"
     if ip.is_loopback:

@@ -31,6 +31,8 @@ from ..factories import ApplicationFactory, DeviceFactory
         "https://[fe80::1]/hook",
         "https://[fc00::1]/hook",
         "https://[::]/hook",
+        "https://[2002:7f00:1::1]/hook",
+        "https://[2002:a00:8::1]/hook",
     ],
 )
 def test_private_and_loopback_targets_are_refused(url):
