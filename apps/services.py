@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import requests
+import urllib3
 from django.conf import settings
 from django.core.mail import send_mail
 from django.core.serializers.json import DjangoJSONEncoder
@@ -696,10 +697,11 @@ def _post(url, body, headers):
     except requests.exceptions.RequestException as exc:
         return None, None, f"Request failed ({type(exc).__name__})."
     try:
-        # Drained (so the connection is reused) up to a size and a time; past either the connection
-        # is dropped. The timeout only bounds each read: a receiver trickling its body a byte at a
-        # time would otherwise hold the worker for as long as it liked.
-        # read1 answers with what has arrived instead of waiting for a full buffer.
+        # Drained (so the connection is reused) up to a size and a time; past either, or on any
+        # error, the connection is dropped. The timeout bounds each read, not the whole answer:
+        # read1 takes what has arrived instead of waiting for a full buffer, and no read starts
+        # once the timeout has passed, so a receiver trickling or stalling its body costs at most
+        # twice the timeout.
         read = 0
         drain_until = time.monotonic() + settings.WEBHOOK_TIMEOUT_SECONDS
         while read <= RESPONSE_READ_LIMIT and time.monotonic() < drain_until:
@@ -707,7 +709,7 @@ def _post(url, body, headers):
             if not chunk:
                 break
             read += len(chunk)
-    except requests.exceptions.RequestException:
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
         pass  # the status line is what counts
     finally:
         response.close()

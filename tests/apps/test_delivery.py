@@ -415,33 +415,41 @@ def test_retry_after_as_an_http_date():
         assert services._retry_after_seconds(str(10**9)) == services.MAX_RETRY_AFTER
 
 
-def test_a_receiver_trickling_its_answer_is_cut_off(hooked_app, delivery, settings):
-    # Headers at once, then the body a byte at a time: each read is within the timeout, the whole is not.
+def _misbehaving_receiver(server, behaviour, sent):
+    """Answers 200 with a 10,000-byte Content-Length, then misbehaves."""
+    connection, _ = server.accept()
+    with connection:
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n")
+        try:
+            if behaviour == "trickles":  # each byte well within the timeout, the whole far past it
+                for _ in range(10_000):
+                    connection.sendall(b"x")
+                    sent.append(1)
+                    time.sleep(0.05)
+            elif behaviour == "stalls":
+                connection.recv(1)  # until the portal hangs up
+            else:  # "hangs up early"
+                connection.sendall(b"x" * 10)
+        except OSError:
+            pass  # the portal hung up
+
+
+@pytest.mark.parametrize("behaviour", ["trickles", "stalls", "hangs up early"])
+def test_a_receiver_that_answers_then_misbehaves_is_cut_off_and_the_send_recorded(
+    hooked_app, delivery, settings, behaviour
+):
     settings.WEBHOOK_TIMEOUT_SECONDS = 1
-    body_length = 10_000
     sent = []
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
-
-        def trickle():
-            connection, _ = server.accept()
-            with connection:
-                connection.recv(65536)
-                connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {body_length}\r\n\r\n".encode())
-                try:
-                    for _ in range(body_length):
-                        connection.sendall(b"x")
-                        sent.append(1)
-                        time.sleep(0.05)
-                except OSError:
-                    pass  # the portal hung up
-
-        thread = threading.Thread(target=trickle, daemon=True)
+        thread = threading.Thread(target=_misbehaving_receiver, args=(server, behaviour, sent), daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
         Application.objects.filter(pk=hooked_app.pk).update(callback_url=url)
         attempt(delivery)
         thread.join(timeout=60)
     assert delivery.status == DeliveryStatus.SUCCEEDED  # the status line is what counts
-    assert not thread.is_alive() and len(sent) < body_length
+    assert delivery.attempts == 1
+    assert not thread.is_alive() and len(sent) < 10_000

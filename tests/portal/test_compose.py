@@ -81,7 +81,10 @@ def test_web_is_health_checked_on_healthz(services):
     web = services["web"]
     assert any("/healthz" in part for part in web["healthcheck"]["test"])
     bind = command_words(web)[command_words(web).index("--bind") + 1]
-    assert web["ports"] == [f"{bind.rsplit(':', 1)[1]}:{bind.rsplit(':', 1)[1]}"]
+    port = bind.rsplit(":", 1)[1]
+    # Only the host's loopback: clients come through the proxy, whose X-Forwarded-For the portal trusts.
+    assert web["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert web["environment"]["TRUSTED_PROXY_IP_HEADER"].endswith("HTTP_X_FORWARDED_FOR}")
 
 
 def test_databases_are_checked_and_kept(services, compose):
