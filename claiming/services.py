@@ -312,7 +312,9 @@ def _handover_cleanup(*, device, actor, reason):
 @transaction.atomic
 def device_release(*, device: Device, actor, ip) -> Device:
     """Resets ownership (seed 000): no owner, no app links, credentials revoked, open transfer
-    offers cancelled. The claim code stays valid so the next owner can use the same label."""
+    offers cancelled. The claim code stays valid so the next owner can use the same label, and PIN
+    claiming stays as the owner left it: turning it on with a new PIN before a reset is how a
+    device without a code is passed on."""
     previous_owner_id = device.owner_id
     if previous_owner_id is None:
         raise Conflict("This device has no owner.", code="not_owned")

@@ -53,12 +53,11 @@ def device_credentials_revoke(*, device: Device) -> None:
 
 @transaction.atomic
 def device_owner_forget(*, device: Device) -> None:
-    """What a change of owner wipes from the device: its credentials (as device_credentials_revoke)
-    and its latest values and last IP. Its readings stay, but owners and applications read only
-    those recorded since they got the device."""
-    # What the device reported while it was the previous owner's: the next owner starts with nothing.
-    _device_reset(device, {**_NO_CREDENTIALS, "values": {}, "last_ip": None})
-    logger.info("device.credentials_revoked", extra={"device_id": str(device.pk)})
+    """What a change of owner wipes from the device: its credentials (as device_credentials_revoke),
+    its latest values and last IP, and the previous owner's nickname for it. Its readings stay, but
+    owners and applications read only those recorded since they got the device."""
+    _device_reset(device, {**_NO_CREDENTIALS, "values": {}, "last_ip": None, "name": ""})
+    logger.info("device.owner_forgotten", extra={"device_id": str(device.pk)})
 
 
 def stale_checks_reschedule(*, product) -> int:

@@ -15,11 +15,17 @@ def storable(text: str) -> bool:
 
 
 def storable_json(value) -> bool:
-    """`storable` for every key and string inside a decoded JSON value."""
-    if isinstance(value, str):
-        return storable(value)
-    if isinstance(value, dict):
-        return all(storable(key) and storable_json(item) for key, item in value.items())
-    if isinstance(value, list):
-        return all(storable_json(item) for item in value)
+    """`storable` for every key and string inside a decoded JSON value, however deeply nested
+    (walked with a list, not recursion, so depth alone cannot make it fail)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not storable(item):
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return True

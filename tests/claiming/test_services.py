@@ -448,7 +448,7 @@ def test_after_a_transfer_the_old_pin_cannot_take_the_device_back(owner, user_fa
 @pytest.mark.parametrize("handover", ["transfer", "reset_and_claim", "new_pin"])
 def test_the_next_owner_sees_nothing_the_device_did_for_the_previous_one(owner, user_factory, code, handover):
     bob = user_factory(email="bob@example.com")
-    device = DeviceFactory(owner=owner, claim_code=code)
+    device = DeviceFactory(owner=owner, claim_code=code, name="Alice's garage")
     answer = device_provision(serial=device.serial, factory_key=device.raw_factory_key)
     device_checkin(token=answer["credentials"]["token"], values={"door": "open"}, ip="203.0.113.50")
     command_send(device=device, name="identify", sent_by_user=owner)
@@ -466,6 +466,6 @@ def test_the_next_owner_sees_nothing_the_device_did_for_the_previous_one(owner, 
 
     device = Device.objects.get(pk=device.pk)
     assert device.owner == bob
-    assert (device.values, device.last_ip) == ({}, None)
+    assert (device.values, device.last_ip, device.name) == ({}, None, "")
     assert reading_list_for_device(device) == []
     assert command_list_for_device(device) == []

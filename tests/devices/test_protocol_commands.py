@@ -86,6 +86,20 @@ def test_ack_with_text_no_database_can_store_is_400_and_changes_nothing(client, 
     assert command.status != CommandStatus.SUCCEEDED
 
 
+def test_ack_with_a_deeply_nested_result_is_stored(client, owned_device, token):
+    command = command_send(device=owned_device, name="reboot")
+    deep = '{"a": ' * 400 + "1" + "}" * 400
+    response = client.post(
+        reverse("device-protocol:command-ack", args=[command.id]),
+        data='{"status": "succeeded", "result": ' + deep + "}",
+        content_type="application/json",
+        **bearer(token),
+    )
+    assert response.status_code == HTTPStatus.OK
+    command.refresh_from_db()
+    assert command.status == CommandStatus.SUCCEEDED
+
+
 def test_changing_a_final_outcome_is_409(client, owned_device, token):
     command = command_send(device=owned_device, name="reboot")
     ack(client, token, command.id, {"status": "failed"})
