@@ -34,13 +34,16 @@ from .models import OwnershipEvent, OwnershipEventKind, Transfer
 
 logger = logging.getLogger(__name__)
 
-# Failed guesses (wrong code, unknown serial, wrong PIN) allowed per window before HTTP 429.
+# Failed guesses (wrong code, unknown serial, wrong PIN) allowed per window before HTTP 429. Each
+# attempt counts until it proves right, so attempts still being judged count too.
 FAILURES_PER_USER = (10, 15 * 60)
 FAILURES_PER_IP = (30, 15 * 60)
 # A serial whose PIN fails this often in the window is locked for PIN claims for LOCK_SECONDS.
 # Counted by serial, not by device, so an unknown serial locks the same way and nothing leaks.
 PIN_FAILURES_PER_SERIAL = (10, 60 * 60)
 PIN_LOCK_SECONDS = 60 * 60
+# Answered while more PIN attempts on one serial are being judged at once than the limit allows.
+PIN_BUSY_RETRY_SECONDS = 5
 
 PIN_MIN_LENGTH = 4
 PIN_MAX_LENGTH = 32
@@ -99,7 +102,7 @@ def _guess_forgive(keys):
         ratelimit.forgive(key)
 
 
-def _rejected(*, user, reason):
+def _rejection_log(*, user, reason):
     logger.warning("claim.rejected", extra={"reason": reason, "user_id": getattr(user, "pk", None)})
 
 
@@ -112,23 +115,38 @@ def _pin_lock_key(serial):
     return f"claim:pin-lock:{_serial_key(serial)}"
 
 
-def _pin_guess_count(serial) -> str:
-    """Counts a PIN attempt on `serial` before it is judged; the attempt past the limit locks the
-    serial for PIN claims. Returns the counter's key for ratelimit.forgive."""
+def _pin_lock_check(serial):
     # The value is the lock's end, so the check follows the clock even where the cache's own expiry
     # (Redis TTLs) would not.
     locked_until = cache.get(_pin_lock_key(serial))
-    if not (locked_until and locked_until > time.time()):
-        limit, window = PIN_FAILURES_PER_SERIAL
-        try:
-            return ratelimit.attempt("claim-pin-serial", _serial_key(serial), limit=limit, window=window)
-        except Throttled:
-            cache.set(_pin_lock_key(serial), time.time() + PIN_LOCK_SECONDS, timeout=PIN_LOCK_SECONDS)
-            logger.warning("claim.pin_locked", extra={"serial_key": _serial_key(serial)[:8]})
-    raise Throttled(
-        "Too many PINs were tried for this serial number. PIN claiming is paused for an hour.",
-        retry_after=PIN_LOCK_SECONDS,
-    )
+    if locked_until and locked_until > time.time():
+        raise Throttled(
+            "Too many wrong PINs were tried for this serial number. PIN claiming is paused for an hour.",
+            retry_after=PIN_LOCK_SECONDS,
+        )
+
+
+def _pin_guess_count(serial) -> str:
+    """Counts a PIN attempt on `serial` before it is judged; returns the counter's key for
+    ratelimit.forgive and _pin_wrong."""
+    limit, window = PIN_FAILURES_PER_SERIAL
+    try:
+        return ratelimit.attempt("claim-pin-serial", _serial_key(serial), limit=limit, window=window)
+    except Throttled:
+        # Over the limit only while attempts are still being judged: a wrong one among them locks
+        # the serial (_pin_wrong), and right ones will be taken back, so this one may try again soon.
+        raise Throttled(
+            "Too many PINs are being tried for this serial number right now. Try again in a few seconds.",
+            retry_after=PIN_BUSY_RETRY_SECONDS,
+        ) from None
+
+
+def _pin_wrong(serial, key):
+    """A wrong PIN: the one that brings the serial's count to the limit locks it for an hour. Only
+    wrong PINs lock: people entering the right one at once are not turned into a lock."""
+    if (cache.get(key) or 0) >= PIN_FAILURES_PER_SERIAL[0]:
+        cache.set(_pin_lock_key(serial), time.time() + PIN_LOCK_SECONDS, timeout=PIN_LOCK_SECONDS)
+        logger.warning("claim.pin_locked", extra={"serial_key": _serial_key(serial)[:8]})
 
 
 def pin_lock_clear(*, serial: str) -> None:
@@ -155,7 +173,7 @@ def claim_code_lookup(*, user, code: str, ip) -> tuple[ClaimCode, list[Device]]:
     normal = codes.normalize(code)
     claim_code = ClaimCode.objects.filter(digest=codes.digest(normal)).first() if normal else None
     if claim_code is None:
-        _rejected(user=user, reason="unknown_code")
+        _rejection_log(user=user, reason="unknown_code")
         raise ClaimError()
     _guess_forgive(guess)
     if claim_code.expires_at and claim_code.expires_at <= timezone.now():
@@ -247,22 +265,24 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
     a serial with 10 wrong PINs in an hour is locked for PIN claims for an hour.
     """
     _require_verified_email(user)
-    guess = _guess_count(user=user, ip=ip)
     serial = (serial or "").strip()
     pin = (pin or "").strip()
     if not serial or not pin:
         raise ClaimError()
-    guess.append(_pin_guess_count(serial))
+    _pin_lock_check(serial)
+    guess = _guess_count(user=user, ip=ip)
+    serial_guess = _pin_guess_count(serial)
+    guess.append(serial_guess)
     device = Device.objects.select_related("product").filter(serial=serial).first()
     # The digest is computed even for an unknown serial so both paths take the same time.
     offered = pin_digest(pin)
     pin_ok = device is not None and bool(device.pin_digest) and hmac.compare_digest(offered, device.pin_digest)
-    if not pin_ok:
-        _rejected(user=user, reason="unknown_serial" if device is None else "wrong_pin")
-        raise ClaimError()
-    if device.owner_id is None and not device.claimable:
-        # Answered and counted as a wrong PIN: an unowned device with claiming off tells nothing.
-        _rejected(user=user, reason="not_claimable")
+    # An unowned device with claiming off is answered, counted and locked as a wrong PIN: it tells nothing.
+    if not pin_ok or (device.owner_id is None and not device.claimable):
+        _rejection_log(
+            user=user, reason="not_claimable" if pin_ok else "unknown_serial" if device is None else "wrong_pin"
+        )
+        _pin_wrong(serial, serial_guess)
         raise ClaimError()
     _guess_forgive(guess)
     if device.owner_id == user.pk:

@@ -37,6 +37,7 @@ def attempt(scope: str, ident: str, *, limit: int, window: int) -> str:
     for `forgive`, which takes back a guess that turned out right."""
     key, reset_in = _key(scope, ident, window)
     if _count(key, window) > limit:
+        forgive(key)  # turned away before it was judged: only judged guesses count
         raise Throttled(retry_after=reset_in)
     return key
 

@@ -74,6 +74,9 @@ def test_twenty_claims_by_pin_at_once_one_winner(transactional_db, requires_post
     statuses = {exc.status for kind, exc in outcomes if kind == "lost"}
     assert statuses <= {HTTPStatus.CONFLICT, HTTPStatus.TOO_MANY_REQUESTS}
     assert OwnershipEvent.objects.filter(device=device).count() == 1
+    # Nobody entered a wrong PIN, so nothing is locked or left counted: a late racer hears 409, not 429.
+    with pytest.raises(services.AlreadyClaimed):
+        services.device_claim_by_pin(user=UserFactory(), serial=device.serial, pin="2468", ip="192.0.2.9")
 
 
 @pytest.mark.services
