@@ -61,3 +61,12 @@ def test_an_oversized_form_post_is_refused_before_it_is_buffered(client, setting
     settings.DEBUG = False
     response = client.post("/accounts/login/", {"login": "x" * 3_000_000, "password": "p"})
     assert response.status_code == HTTPStatus.BAD_REQUEST
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "address",
+    ["/admin/devices/device/?q=SN%00", "/devices/?sort=name%00", "/apps/abc%00/", "/api/v1/devices?status=%00"],
+)
+def test_a_nul_in_the_address_is_a_400(admin_client, address):
+    assert admin_client.get(address).status_code == HTTPStatus.BAD_REQUEST
