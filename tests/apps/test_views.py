@@ -284,8 +284,8 @@ def test_another_owner_gets_404_on_every_application_url(client, other_owner, ow
     assert Application.objects.filter(pk=own_app.pk).exists()
 
 
-def test_an_app_id_no_database_can_hold_is_a_plain_404(owner_client, owner):
-    assert owner_client.get("/apps/abc%00def/").status_code == HTTPStatus.NOT_FOUND
+def test_an_app_id_no_database_can_hold_is_refused_cleanly(owner_client, owner):
+    assert owner_client.get("/apps/abc%00def/").status_code == HTTPStatus.BAD_REQUEST
     device = DeviceFactory(owner=owner)
     response = owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": "a\x00b"})
     assert response.status_code == HTTPStatus.FOUND
