@@ -79,27 +79,15 @@ class EmailNotVerified(ApplicationError):
 # --- limits ------------------------------------------------------------------------------------
 
 
-def _limit_keys(*, user, ip):
-    keys = []
-    if user is not None:
-        keys.append(("claim-fail-user", str(user.pk), FAILURES_PER_USER))
-    if ip:
-        keys.append(("claim-fail-ip", ip, FAILURES_PER_IP))
-    return keys
-
-
 def _guess_count(*, user, ip) -> list[str]:
     """Counts a claim attempt against the user's and the IP's limits before it is judged (Throttled
-    past them); `_guess_forgive` takes it back once the code or PIN proves right."""
-    return [
-        ratelimit.attempt(scope, ident, limit=limit, window=window)
-        for scope, ident, (limit, window) in _limit_keys(user=user, ip=ip)
-    ]
-
-
-def _guess_forgive(keys):
-    for key in keys:
-        ratelimit.forgive(key)
+    past them); ratelimit.forgive takes it back once the code or PIN proves right."""
+    counters = []
+    if user is not None:
+        counters.append(("claim-fail-user", str(user.pk), *FAILURES_PER_USER))
+    if ip:
+        counters.append(("claim-fail-ip", ip, *FAILURES_PER_IP))
+    return ratelimit.attempts(counters)
 
 
 def _rejection_log(*, user, reason):
@@ -175,7 +163,7 @@ def claim_code_lookup(*, user, code: str, ip) -> tuple[ClaimCode, list[Device]]:
     if claim_code is None:
         _rejection_log(user=user, reason="unknown_code")
         raise ClaimError()
-    _guess_forgive(guess)
+    ratelimit.forgive(*guess)
     if claim_code.expires_at and claim_code.expires_at <= timezone.now():
         raise ClaimError("This code has expired. Ask the seller for a new one.", code="claim_code_expired")
     devices = list(claim_code.devices.select_related("product").order_by("serial"))
@@ -271,7 +259,11 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         raise ClaimError()
     _pin_lock_check(serial)
     guess = _guess_count(user=user, ip=ip)
-    serial_guess = _pin_guess_count(serial)
+    try:
+        serial_guess = _pin_guess_count(serial)
+    except Throttled:
+        ratelimit.forgive(*guess)  # turned away unjudged: it counts nowhere
+        raise
     guess.append(serial_guess)
     device = Device.objects.select_related("product").filter(serial=serial).first()
     # The digest is computed even for an unknown serial so both paths take the same time.
@@ -284,7 +276,7 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         )
         _pin_wrong(serial, serial_guess)
         raise ClaimError()
-    _guess_forgive(guess)
+    ratelimit.forgive(*guess)
     if device.owner_id == user.pk:
         raise Conflict("You already own this device.", code="already_yours")
     if not device.claimable:

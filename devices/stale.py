@@ -85,8 +85,6 @@ def _devices_mark_offline(now) -> list[tuple]:
         # savepoint=False: no SAVEPOINT round trips when called inside a transaction (tests, admin).
         with transaction.atomic(savepoint=False):
             rows, looked_at = mark(now, limit=SWEEP_BATCH)
-            if rows:
-                transaction.on_commit(outbox.relay_schedule, robust=True)
         marked.extend(rows)
         if looked_at < SWEEP_BATCH:
             return marked
@@ -136,7 +134,10 @@ def _mark_postgresql(now, *, limit) -> tuple[list[tuple], int]:
     with connection.cursor() as cursor:
         cursor.execute(_sweep_sql(), {"now": now, "limit": limit})
         rows = cursor.fetchall()
-    return [row[:3] for row in rows if row[3]], len(rows)
+    went_offline = [row[:3] for row in rows if row[3]]
+    if went_offline:  # the statement wrote their events, so the relay is scheduled as events_record would
+        transaction.on_commit(outbox.relay_schedule, robust=True)
+    return went_offline, len(rows)
 
 
 def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
@@ -156,13 +157,15 @@ def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
     for start in range(0, len(rows), _IN_CHUNK):
         ids = [row[0] for row in rows[start : start + _IN_CHUNK]]
         Device.objects.filter(pk__in=ids).update(status=DeviceStatus.OFFLINE)
-    DeviceEvent.objects.bulk_create(
-        DeviceEvent(
-            device_id=device_id,
-            type=DeviceEventType.OFFLINE,
-            data={"last_seen_at": last_seen_at.isoformat(), "previous_status": DeviceStatus.ONLINE},
-            created_at=now,
-        )
-        for device_id, _, last_seen_at in rows
+    outbox.events_record(
+        [
+            DeviceEvent(
+                device_id=device_id,
+                type=DeviceEventType.OFFLINE,
+                data={"last_seen_at": last_seen_at.isoformat(), "previous_status": DeviceStatus.ONLINE},
+                created_at=now,
+            )
+            for device_id, _, last_seen_at in rows
+        ]
     )
     return rows, len(rows)

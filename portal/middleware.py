@@ -1,5 +1,7 @@
 from django.conf import settings
 
+from .views import bad_request
+
 
 class SecurityHeadersMiddleware:
     """Adds the Content-Security-Policy (no inline scripts) and a Permissions-Policy to every answer."""
@@ -25,7 +27,5 @@ class RefuseNulInAddressMiddleware:
 
     def __call__(self, request):
         if "\x00" in request.path_info or "%00" in request.META.get("QUERY_STRING", ""):
-            from .views import bad_request
-
             return bad_request(request)
         return self.get_response(request)

@@ -42,10 +42,24 @@ def attempt(scope: str, ident: str, *, limit: int, window: int) -> str:
     return key
 
 
-def forgive(key: str) -> None:
-    """Takes back one guess counted by `attempt`: only wrong guesses count against the limit."""
-    with contextlib.suppress(ValueError):  # the window ended meanwhile: nothing left to take back
-        cache.decr(key)
+def attempts(counters) -> list[str]:
+    """`attempt` on several (scope, ident, limit, window) counters at once: when one is past its
+    limit, the ones already counted are taken back too, since the guess is turned away unjudged."""
+    keys = []
+    try:
+        for scope, ident, limit, window in counters:
+            keys.append(attempt(scope, ident, limit=limit, window=window))
+    except Throttled:
+        forgive(*keys)
+        raise
+    return keys
+
+
+def forgive(*keys: str) -> None:
+    """Takes back one guess on each counter `attempt` returned: only wrong guesses count."""
+    for key in keys:
+        with contextlib.suppress(ValueError):  # the window ended meanwhile: nothing left to take back
+            cache.decr(key)
 
 
 def check(scope: str, ident: str, *, limit: int, window: int) -> None:

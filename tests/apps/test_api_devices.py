@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.models import AppLink
-from devices.models import DeviceStatus, Reading
+from devices.models import Device, DeviceStatus, Reading
 
 from ..factories import DeviceFactory, ProductFactory
 from .api_support import auth, link, make_application
@@ -42,6 +42,18 @@ def test_list_shows_linked_devices(client, app_auth, linked_device):
             "last_ip": None,
         }
     ]
+
+
+def test_a_list_row_says_what_the_detail_says_of_a_device_that_checked_in(client, app_auth, linked_device):
+    Device.objects.filter(pk=linked_device.pk).update(
+        status=DeviceStatus.ONLINE, last_seen_at=timezone.now(), last_ip="203.0.113.9", name="Porch"
+    )
+    [row] = client.get(DEVICES_URL, **app_auth).json()["results"]
+    detail = client.get(f"{DEVICES_URL}/{linked_device.pk}", **app_auth).json()
+    detail.pop("values")
+    assert row == detail
+    assert (row["status"], row["last_ip"], row["name"]) == ("online", "203.0.113.9", "Porch")
+    assert row["last_seen_at"].endswith("Z")
 
 
 def test_list_leaves_out_every_device_not_linked_to_the_caller(

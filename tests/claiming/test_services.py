@@ -258,6 +258,24 @@ def test_failed_guesses_per_ip_end_in_429():
         claim_code(users[-1], "WRONGWRONG")
 
 
+def test_attempts_turned_away_by_the_address_limit_do_not_count_against_the_user(owner):
+    busy_address = "192.0.2.77"
+    ip_limit, user_limit = services.FAILURES_PER_IP[0], services.FAILURES_PER_USER[0]
+    for guesser in UserFactory.create_batch(ip_limit // user_limit):
+        for _ in range(user_limit):
+            with pytest.raises(ClaimError):
+                claim_code(guesser, "WRONGWRONG", ip=busy_address)
+    for _ in range(5):  # the owner behind that busy address is turned away, unjudged
+        with pytest.raises(Throttled):
+            claim_code(owner, "WRONGWRONG", ip=busy_address)
+    # ... and still has every one of their own guesses elsewhere.
+    for n in range(user_limit):
+        with pytest.raises(ClaimError):
+            claim_code(owner, f"WRONG{n:05d}", ip="203.0.113.5")
+    with pytest.raises(Throttled):
+        claim_code(owner, "WRONG99999", ip="203.0.113.5")
+
+
 def test_a_serial_with_ten_wrong_pins_in_an_hour_is_locked_for_pin_claims():
     device = DeviceFactory(serial="LOCK-1", raw_pin="2468")
     for n in range(10):
