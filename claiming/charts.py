@@ -11,7 +11,10 @@ MAX_SERIES = 6
 
 
 def number_label(value) -> str:
-    """At most two decimals, and none that are zero: 69.2, 18, 0.05."""
+    """At most two decimals, and none that are zero: 69.2, 18, 0.05; huge or tiny magnitudes in
+    scientific notation (1.2e+300), so no label is hundreds of digits long."""
+    if isinstance(value, float) and value and not 1e-2 <= abs(value) < 1e15:
+        return f"{value:.3g}"
     return f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
@@ -34,13 +37,24 @@ class Series:
         }
 
 
-def _number(value):
+def _number(value) -> float | None:
+    """The value as a float to plot, or None. A device may send any JSON number, and an integer of
+    hundreds of digits has no float: it is left out of the chart (the page still shows it as text)."""
     # bool is an int in Python, but a switch is not a quantity worth a line.
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, float) and not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
         return None
-    return value
+    return number if math.isfinite(number) else None
+
+
+def _position(value, low, high) -> float:
+    """Where `value` sits between `low` and `high`, from 0 to 1. Halving first keeps the spread
+    of two floats near the limits (-1e308 and 1e308) finite."""
+    spread = high / 2 - low / 2
+    return (value / 2 - low / 2) / spread if spread else 0.0
 
 
 def series_from_readings(readings) -> list[Series]:
@@ -66,11 +80,10 @@ def series_from_readings(readings) -> list[Series]:
             continue
         low = min(value for _, value in samples)
         high = max(value for _, value in samples)
-        spread = (high - low) or 1.0
         coords = [
             (
                 round(PAD_X + (t - start) / span * (WIDTH - 2 * PAD_X), 1),
-                round(HEIGHT - PAD_Y - (value - low) / spread * (HEIGHT - 2 * PAD_Y), 1),
+                round(HEIGHT - PAD_Y - _position(value, low, high) * (HEIGHT - 2 * PAD_Y), 1),
             )
             for t, value in samples
         ]

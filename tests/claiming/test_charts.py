@@ -1,4 +1,8 @@
+import math
 from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from claiming.charts import HEIGHT, PAD_X, PAD_Y, WIDTH, number_label, series_from_readings
 from devices.models import Reading
@@ -40,3 +44,34 @@ def test_gaps_and_junk_values_are_skipped():
 
 def test_number_labels_drop_useless_decimals():
     assert [number_label(v) for v in (69.2, 18.0, 0.05, 7, 3.14159)] == ["69.2", "18", "0.05", "7", "3.14"]
+
+
+# Any JSON number a check-in accepts: integers far beyond a float, floats at the limits, and junk.
+json_numbers = st.one_of(
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e308, -1e308, 5e-324, -0.0, 10**309, -(10**309)]),
+    st.booleans(),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(json_numbers, min_size=2, max_size=12))
+def test_any_value_a_device_sends_draws_inside_the_box(values):
+    for series in series_from_readings(readings(*({"t": v} for v in values))):
+        for point in series.points.split():
+            x, y = map(float, point.split(","))
+            assert math.isfinite(x) and math.isfinite(y)
+            assert PAD_X <= x <= WIDTH - PAD_X and PAD_Y <= y <= HEIGHT - PAD_Y
+        assert all(len(label) < 20 for label in series.labels.values())
+
+
+def test_a_huge_integer_after_a_float_is_left_off_the_chart():
+    (series,) = series_from_readings(readings({"t": 1.5}, {"t": 10**400}, {"t": 2.5}, {"t": 3.5}))
+    assert series.count == 3 and series.maximum == 3.5
+
+
+def test_labels_of_extreme_magnitudes_stay_short():
+    assert number_label(1.5e300) == "1.5e+300"
+    assert number_label(-2e-9) == "-2e-09"

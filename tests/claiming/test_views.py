@@ -400,3 +400,15 @@ def test_unknown_transfer_token_is_a_friendly_404(client, bob):
     response = client.get(reverse("claiming:transfer-accept", args=["not-a-token"]))
     assert response.status_code == HTTPStatus.NOT_FOUND
     assert b"does not work" in response.content
+
+
+def test_device_page_renders_whatever_numbers_the_device_checked_in(owner_client, owner, client):
+    from tests.devices.protocol_support import checkin, provision_token
+
+    device = DeviceFactory(owner=owner)
+    token = provision_token(client, device)
+    for values in ({"t": 1.5}, {"t": int("9" * 400)}, {"t": 1e308}, {"t": -1e308}, {"t": 2}):
+        assert checkin(client, token, values).status_code == HTTPStatus.OK
+    response = owner_client.get(reverse("claiming:device", args=[device.pk]))
+    assert response.status_code == HTTPStatus.OK
+    assert "<polyline" in response.content.decode()
