@@ -11,6 +11,7 @@ urlpatterns = [
     path("<str:app_id>/", views.application_detail, name="detail"),
     path("<str:app_id>/settings/", views.application_settings, name="settings"),
     path("<str:app_id>/secret/", views.application_secret_replace, name="secret"),
+    path("<str:app_id>/once/", views.application_shown_once, name="shown-once"),
     path("<str:app_id>/signing-secret/", views.application_signing_secret_rotate, name="signing-secret"),
     path("<str:app_id>/pause/", views.application_pause_toggle, name="pause"),
     path("<str:app_id>/delete/", views.application_delete, name="delete"),

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from devices.selectors import device_get_for_owner
 from portal.errors import ApplicationError, ValidationError
+from portal.secrets import decrypt, encrypt
 
 from . import selectors, services
 from .forms import ApplicationCreateForm, ApplicationSettingsForm, SecretReplaceForm
@@ -25,6 +26,33 @@ def _no_store(response):
     add_never_cache_headers(response)
     response["Cache-Control"] = "no-store, private"
     return response
+
+
+# A Secret or a connect link is shown once, on the page the POST redirects to: the POST keeps it
+# encrypted in the session and the page takes it out, so a reload shows it no more (and creates
+# nothing twice).
+_SHOWN_ONCE = "apps.shown_once"
+
+
+def _show_once(request, application, *, kind, value):
+    request.session[_SHOWN_ONCE] = {"app_id": application.app_id, "kind": kind, "value": encrypt(value)}
+    return redirect("apps:shown-once", app_id=application.app_id)
+
+
+@login_required
+@require_GET
+def application_shown_once(request, app_id):
+    application = selectors.application_get_owned(request.user, app_id)
+    shown = request.session.get(_SHOWN_ONCE) or {}
+    if shown.get("app_id") != application.app_id:
+        messages.info(request, "That was shown only once. If it was lost, replace the Secret or make a new link.")
+        return redirect("apps:detail", app_id=application.app_id)
+    del request.session[_SHOWN_ONCE]
+    value = decrypt(shown["value"])
+    if shown["kind"] == "connect-link":
+        return _no_store(render(request, "apps/connect_link_created.html", {"application": application, "url": value}))
+    context = {"application": application, "secret": value, "created": shown["kind"] == "created"}
+    return _no_store(render(request, "apps/secret_once.html", context))
 
 
 def _next_or(request, fallback):
@@ -61,8 +89,7 @@ def application_create(request):
         except ValidationError as exc:
             form.add_service_error(exc)
         else:
-            context = {"application": application, "secret": secret, "created": True}
-            return _no_store(render(request, "apps/secret_once.html", context, status=HTTPStatus.CREATED))
+            return _show_once(request, application, kind="created", value=secret)
     status = HTTPStatus.BAD_REQUEST if form.errors else HTTPStatus.OK
     return render(request, "apps/create.html", {"form": form}, status=status)
 
@@ -143,8 +170,7 @@ def application_secret_replace(request, app_id):
         except ValidationError as exc:
             form.add_service_error(exc)
         else:
-            context = {"application": application, "secret": secret, "created": False}
-            return _no_store(render(request, "apps/secret_once.html", context))
+            return _show_once(request, application, kind="replaced", value=secret)
     context = _detail_context(request, application, secret_form=form, open_section="secret")
     return _no_store(render(request, "apps/detail.html", context, status=HTTPStatus.BAD_REQUEST))
 
@@ -187,7 +213,7 @@ def application_delete(request, app_id):
 def connect_link_create(request, app_id):
     application = selectors.application_get_owned(request.user, app_id)
     _, url = services.connect_link_create(application=application)
-    return _no_store(render(request, "apps/connect_link_created.html", {"application": application, "url": url}))
+    return _show_once(request, application, kind="connect-link", value=url)
 
 
 @login_required

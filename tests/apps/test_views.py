@@ -73,7 +73,10 @@ def test_create_shows_the_app_id_and_secret_once(owner_client, owner):
             "secret_choice": "generate",
         },
     )
-    assert response.status_code == HTTPStatus.CREATED
+    # Redirect after the POST: the Secret is on the page it leads to, and only the first time.
+    assert response.status_code == HTTPStatus.FOUND
+    response = owner_client.get(response.url)
+    assert response.status_code == HTTPStatus.OK
     assert "no-store" in response["Cache-Control"]
     application = Application.objects.get(owner=owner)
     body = response.content.decode()
@@ -83,6 +86,25 @@ def test_create_shows_the_app_id_and_secret_once(owner_client, owner):
     assert 'data-copy="#app-secret"' in body
     detail = owner_client.get(_detail(application)).content.decode()
     assert secret not in detail
+
+
+def test_reloading_the_page_with_a_new_secret_creates_nothing_and_shows_it_no_more(owner_client, owner):
+    form = {"name": "Dashboard", "auth_style": "basic", "token_prefix": "Token", "secret_choice": "generate"}
+    shown_at = owner_client.post(reverse("apps:create"), form).url
+    secret = re.search(r'data-secret="([^"]+)"', owner_client.get(shown_at).content.decode()).group(1)
+    reloaded = owner_client.get(shown_at, follow=True)
+    assert Application.objects.filter(owner=owner).count() == 1
+    assert secret not in reloaded.content.decode()
+    assert reloaded.redirect_chain[-1][0] == _detail(Application.objects.get(owner=owner))
+    assert "shown only once" in reloaded.content.decode()
+
+
+def test_a_secret_shown_once_is_not_kept_in_the_session_in_clear(owner_client, owner):
+    form = {"name": "Dashboard", "auth_style": "basic", "token_prefix": "Token", "secret_choice": "own"}
+    owner_client.post(reverse("apps:create"), {**form, "secret": "my-very-own-secret-123"})
+    from django.contrib.sessions.models import Session
+
+    assert all("my-very-own-secret-123" not in str(s.get_decoded()) for s in Session.objects.all())
 
 
 def test_create_with_my_own_secret_and_token_style(owner_client, owner):
@@ -96,7 +118,7 @@ def test_create_with_my_own_secret_and_token_style(owner_client, owner):
             "secret": "typed-by-me-1234567890",
         },
     )
-    assert response.status_code == HTTPStatus.CREATED
+    assert response.status_code == HTTPStatus.FOUND
     application = Application.objects.get(owner=owner)
     assert application.token_prefix == "Bearer"
     assert decrypt(application.secret_encrypted) == "typed-by-me-1234567890"
@@ -198,7 +220,8 @@ def test_settings_are_saved_and_a_bad_callback_is_a_form_error(owner_client, own
 
 def test_replacing_the_secret_shows_the_new_one_once(owner_client, own_app):
     response = owner_client.post(
-        reverse("apps:secret", args=[own_app.app_id]), {"secret_choice": "own", "secret": "a-brand-new-secret-42"}
+        reverse("apps:secret", args=[own_app.app_id]), {"secret_choice": "own", "secret": "a-brand-new-secret-42"},
+        follow=True,
     )
     assert response.status_code == HTTPStatus.OK
     assert 'data-secret="a-brand-new-secret-42"' in response.content.decode()
@@ -350,9 +373,11 @@ def test_a_used_or_unknown_connect_link_is_a_clear_404(owner_client):
 
 def test_the_owner_mints_a_connect_link_shown_once(owner_client, own_app):
     response = owner_client.post(reverse("apps:connect-link", args=[own_app.app_id]))
-    assert response.status_code == HTTPStatus.OK
+    assert response.status_code == HTTPStatus.FOUND
+    response = owner_client.get(response.url)
     assert "/apps/connect/" in response.content.decode()
     assert "no-store" in response["Cache-Control"]
+    assert "/apps/connect/" not in owner_client.get(response.wsgi_request.path, follow=True).content.decode()
 
 
 def test_the_application_page_costs_the_same_queries_with_more_deliveries(owner_client, owner, own_app):

@@ -32,7 +32,8 @@ DEVICE_PAGES = {
     "devices:notifications-device",
 }
 APP_PAGES = {
-    "apps:detail", "apps:settings", "apps:secret", "apps:signing-secret", "apps:pause", "apps:delete",
+    "apps:detail", "apps:settings", "apps:secret", "apps:shown-once", "apps:signing-secret", "apps:pause",
+    "apps:delete",
     "apps:connect-link", "apps:remove", "apps:device-link", "apps:device-unlink", "apps:replay", "apps:test",
     "apps:retry",
 }
@@ -134,6 +135,9 @@ def test_another_owner_gets_404(client, other_owner, world, name):
 def test_the_owner_gets_the_page(client, owner, world, name):
     client.force_login(owner)
     response = client.get(_url(name, world))
+    if name == "apps:shown-once":  # nothing left to show: back to the application's page
+        assert response.url == reverse("apps:detail", args=[world["application"].app_id])
+        return
     assert response.status_code in (HTTPStatus.OK, HTTPStatus.METHOD_NOT_ALLOWED)
 
 
