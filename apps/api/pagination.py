@@ -11,9 +11,23 @@ class ApiCursorPagination(CursorPagination):
 
     page_size = 50
     page_size_query_param = "limit"
-    page_size_query_description = "Rows per page, 1 to 100 (default 50)."
+    page_size_query_description = "Rows per page, 1 to 100 (default 50); anything else is a 400."
     max_page_size = 100
-    cursor_query_description = "The position to continue from: take the `next` or `previous` link as it is."
+    cursor_query_description = (
+        "An opaque position to continue from: take the `next` or `previous` link as it is. "
+        "Anything else is a 400."
+    )
+
+    def get_page_size(self, request):
+        # DRF quietly falls back to the default for a bad `limit` and caps a big one; a client that
+        # asked for 500 rows and got 100 would think it has read everything.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            message = f"Give a whole number from 1 to {self.max_page_size}."
+            raise exceptions.ValidationError({self.page_size_query_param: [message]})
+        return int(raw)
 
     def decode_cursor(self, request):
         try:

@@ -89,9 +89,13 @@ def test_list_is_ordered_by_serial_and_cursor_paginated(client, owner, applicati
     assert client.get(third["previous"], **app_auth).json()["results"] == second["results"]
 
 
-def test_limit_is_capped_at_100(client, owner, application, app_auth):
+def test_limit_goes_up_to_100_and_anything_else_is_a_400(client, owner, application, app_auth):
     link(application, *DeviceFactory.create_batch(101, owner=owner))
-    assert len(client.get(DEVICES_URL, {"limit": 1000}, **app_auth).json()["results"]) == 100
+    assert len(client.get(DEVICES_URL, {"limit": 100}, **app_auth).json()["results"]) == 100
+    for limit in ("1000", "101", "0", "-1", "abc", "", "1.5", "٣"):
+        response = client.get(DEVICES_URL, {"limit": limit}, **app_auth)
+        assert response.status_code == 400, limit
+        assert response.json()["error"]["fields"]["limit"] == ["Give a whole number from 1 to 100."]
 
 
 def test_list_filters_by_status(client, owner, application, app_auth):
