@@ -1,7 +1,7 @@
 """The one module that wires every app together (the layering's one exception)."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from . import views
@@ -23,6 +23,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", views.api_docs, name="api-docs"),
     path("healthz", include("apps.health_urls")),
+    # Clients of the API and the device protocol read JSON, also for a path that does not exist and
+    # also under DEBUG (whose own 404 page is HTML).
+    re_path(r"^(?:api|device)/", views.page_not_found, name="machine-not-found"),
 ]
 
 handler400 = "portal.views.bad_request"

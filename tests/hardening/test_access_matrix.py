@@ -18,7 +18,7 @@ from ..factories import ApplicationFactory, DeviceFactory
 
 # Answered without an owner session, or guarded by their own credentials (tested in their suites).
 PUBLIC = {
-    "home", "branding-css", "api-schema", "api-docs", "healthz",
+    "home", "branding-css", "api-schema", "api-docs", "healthz", "machine-not-found",
     "claiming:qr",  # the QR label's short URL: a redirect to the claim form
     "devices:notifications-unsubscribe",  # a signed token, works logged out
 }

@@ -20,10 +20,13 @@ def test_unknown_page_is_a_friendly_404(client, settings):
 
 
 @pytest.mark.django_db
-def test_unknown_api_path_answers_json_404(client, settings):
-    settings.DEBUG = False
-    response = client.get("/api/v1/nothing-here")
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here", "/api/v1/devices/not,a-uuid", "/device/v1/nope"])
+def test_unknown_api_path_answers_json_404(client, settings, debug, path):
+    settings.DEBUG = debug
+    response = client.get(path)
     assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "not_found"
 
 
