@@ -45,6 +45,10 @@ PIN_LOCK_SECONDS = 60 * 60
 # Answered while more PIN attempts on one serial are being judged at once than the limit allows.
 PIN_BUSY_RETRY_SECONDS = 5
 
+# Written by every change of owner in the same conditional UPDATE that moves the device: the PIN
+# goes with the claim flag, since the previous owner (or whoever read the label) still knows it.
+HANDOVER_CLEARS = {"claimable": False, "pin_digest": "", "preclaim_email": ""}
+
 PIN_MIN_LENGTH = 4
 PIN_MAX_LENGTH = 32
 TRANSFER_DAYS = 7
@@ -179,9 +183,7 @@ def _claim(*, user, candidates, via, application, ip, actor=None, kind=Ownership
     """
     now = timezone.now()
     ids = [device.pk for device in candidates]
-    Device.objects.filter(pk__in=ids, owner__isnull=True).update(
-        owner=user, owned_since=now, claimable=False, preclaim_email=""
-    )
+    Device.objects.filter(pk__in=ids, owner__isnull=True).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
     won = list(
         Device.objects.filter(pk__in=ids, owner=user, owned_since=now).select_related("product").order_by("serial")
     )
@@ -247,7 +249,7 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
 def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) -> Device:
     """Claims one device by its serial number and PIN (seed 002).
 
-    Only a `claimable` device with a PIN can be claimed; success turns `claimable` off. When the
+    Only a `claimable` device with a PIN can be claimed; success clears the PIN. When the
     owner turned claiming back on with a new PIN, the device is handed over: the previous owner's
     links and credentials go, as on a release. Failures count per user, per IP and per serial;
     a serial with 10 wrong PINs in an hour is locked for PIN claims for an hour.
@@ -286,12 +288,13 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
     # Conditional on the state just read: a concurrent claim or PIN change makes this a no-op.
     changed = Device.objects.filter(
         pk=device.pk, owner_id=previous_owner_id, claimable=True, pin_digest=device.pin_digest
-    ).update(owner=user, owned_since=now, claimable=False, preclaim_email="")
+    ).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
     if changed != 1:
         raise AlreadyClaimed()
     if previous_owner_id is not None:
         _handover_cleanup(device=device, actor=user, reason="new_owner")
-    device.owner, device.owned_since, device.claimable = user, now, False
+    device.owner, device.owned_since = user, now
+    _set_fields(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(
         device=device, kind=OwnershipEventKind.CLAIMED, actor=user, owner=user, ip=ip, detail="Claimed with PIN"
     )
@@ -303,6 +306,11 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         app_services.device_link(device=device, application=application, actor=user)
     logger.info("claim.claimed", extra={"user_id": user.pk, "devices": 1, "via": "pin"})
     return device
+
+
+def _set_fields(device, fields):
+    for name, value in fields.items():
+        setattr(device, name, value)
 
 
 def _handover_cleanup(*, device, actor, reason):
@@ -324,16 +332,18 @@ def _handover_cleanup(*, device, actor, reason):
 @transaction.atomic
 def device_release(*, device: Device, actor, ip) -> Device:
     """Resets ownership (seed 000): no owner, no app links, credentials revoked, open transfer
-    offers cancelled. The claim code stays valid so the next owner can use the same label, and PIN
-    claiming stays as the owner left it: turning it on with a new PIN before a reset is how a
-    device without a code is passed on."""
+    offers cancelled, PIN cleared. The claim code stays valid so the next owner can use the same
+    label. A device without a code is passed on with a new PIN instead (claim by PIN, no reset)."""
     previous_owner_id = device.owner_id
     if previous_owner_id is None:
         raise Conflict("This device has no owner.", code="not_owned")
-    changed = Device.objects.filter(pk=device.pk, owner_id=previous_owner_id).update(owner=None, owned_since=None)
+    changed = Device.objects.filter(pk=device.pk, owner_id=previous_owner_id).update(
+        owner=None, owned_since=None, **HANDOVER_CLEARS
+    )
     if changed != 1:
         raise Conflict("The device's owner changed meanwhile. Reload the page.", code="owner_changed")
     device.owner, device.owned_since = None, None
+    _set_fields(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
     _handover_cleanup(device=device, actor=actor, reason="reset")
     logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
@@ -420,7 +430,8 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
     """The owner sets a new PIN and/or turns PIN claiming on or off (seed 002).
 
     Turning claiming on hands the device to whoever enters serial + PIN next, so it needs a PIN:
-    a new one, or the one already set. A new PIN lifts any lock from earlier wrong guesses.
+    a new one, or one this owner set (a change of owner clears the PIN, so no earlier one is left).
+    A new PIN lifts any lock from earlier wrong guesses.
     """
     pin = (pin or "").strip()
     if pin and not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isalnum() and pin.isascii()):
@@ -433,8 +444,7 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
     if pin:
         update["pin_digest"] = pin_digest(pin)
     Device.objects.filter(pk=device.pk).update(**update)
-    for field, value in update.items():
-        setattr(device, field, value)
+    _set_fields(device, update)
     changes = (["new PIN"] if pin else []) + ["claiming on" if claimable else "claiming off"]
     OwnershipEvent.objects.create(
         device=device,
@@ -533,14 +543,14 @@ def transfer_accept(*, token: str, user, ip) -> Device:
     taken = Transfer.objects.filter(pk=transfer.pk, accepted_at__isnull=True, cancelled_at__isnull=True).update(
         accepted_at=now, accepted_by=user
     )
-    # Claiming by PIN goes off, as after any claim: whoever knew the old PIN has no way back.
     moved = Device.objects.filter(pk=device.pk, owner_id=transfer.from_user_id).update(
-        owner=user, owned_since=now, claimable=False, preclaim_email=""
+        owner=user, owned_since=now, **HANDOVER_CLEARS
     )
     if taken != 1 or moved != 1:
         raise Conflict("This device is no longer available for transfer.", code="transfer_stale")
     _handover_cleanup(device=device, actor=transfer.from_user, reason="transfer")
-    device.owner, device.owned_since, device.claimable = user, now, False
+    device.owner, device.owned_since = user, now
+    _set_fields(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(
         device=device,
         kind=OwnershipEventKind.TRANSFERRED,

@@ -180,7 +180,9 @@ def _device_context(request, device, **extra):
         "linkable_apps": [app for app in _applications(request.user) if app.pk not in linked_ids],
         "history": selectors.ownership_history_for_device(device, viewer=request.user),
         "transfer": selectors.transfer_open_for_device(device),
-        "pin_form": PinSettingsForm(initial={"claimable": device.claimable and bool(device.pin_digest)}),
+        "pin_form": PinSettingsForm(
+            initial={"claimable": device.claimable and bool(device.pin_digest)}, has_pin=bool(device.pin_digest)
+        ),
     }
     context.update(extra)
     return context
@@ -235,7 +237,7 @@ def device_app_link(request, pk):
 @require_POST
 def device_pin(request, pk):
     device = device_get_for_owner(request.user, pk)
-    form = PinSettingsForm(request.POST)
+    form = PinSettingsForm(request.POST, has_pin=bool(device.pin_digest))
     if form.is_valid():
         try:
             services.device_pin_set(
