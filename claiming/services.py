@@ -53,6 +53,10 @@ PIN_MIN_LENGTH = 4
 PIN_MAX_LENGTH = 32
 TRANSFER_DAYS = 7
 TRANSFER_PURPOSE = "transfer"
+# Each offer emails an address the sender chose, so offers are limited per sender and per recipient
+# (fixed windows): enough to hand over a household's devices, too few to send mail in bulk.
+TRANSFER_OFFERS_PER_USER = ((10, 60 * 60), (30, 24 * 60 * 60))
+TRANSFER_OFFERS_PER_RECIPIENT = (20, 24 * 60 * 60)
 
 # One wording for a wrong code, an unknown serial and a wrong PIN: nothing tells which one it was.
 INVALID_MESSAGE = (
@@ -463,6 +467,23 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
 # --- transfer ----------------------------------------------------------------------------------
 
 
+def _transfer_offer_count(*, actor, to_email):
+    """Counts an offer against its sender's and its recipient's limits; Throttled (429) past them."""
+    counters = [("transfer-offer-user", str(actor.pk), limit, window) for limit, window in TRANSFER_OFFERS_PER_USER]
+    recipient = keyed_digest(to_email, purpose="transfer-recipient")[:32]  # no addresses in cache keys
+    counters.append(("transfer-offer-to", recipient, *TRANSFER_OFFERS_PER_RECIPIENT))
+    try:
+        ratelimit.attempts(counters)
+    except Throttled as exc:
+        logger.warning("transfer.throttled", extra={"user_id": actor.pk})
+        minutes = max(1, round(exc.retry_after / 60))
+        raise Throttled(
+            f"Too many transfer offers were sent for now. Try again in about {minutes} minutes,"
+            " or hand the device over with a PIN instead.",
+            retry_after=exc.retry_after,
+        ) from None
+
+
 def transfer_token_digest(token: str) -> str:
     return keyed_digest(token, purpose=TRANSFER_PURPOSE)
 
@@ -472,6 +493,8 @@ def transfer_offer(*, device: Device, to_email: str, actor, ip) -> tuple[Transfe
     """The owner offers the device to the person at `to_email`, who gets a link valid 7 days.
 
     Returns the offer and the raw token (only its digest is stored). A new offer replaces an open one.
+    Offers are limited per sender and per recipient (Throttled, 429). The email names the product
+    and serial, never the owner's nickname: nothing the sender typed reaches the recipient.
     """
     to_email = (to_email or "").strip().lower()
     if "@" not in to_email:
@@ -481,6 +504,7 @@ def transfer_offer(*, device: Device, to_email: str, actor, ip) -> tuple[Transfe
     if EmailAddress.objects.filter(user=actor, email__iexact=to_email).exists():
         message = "That is your own address. Enter the address of the person who should own the device."
         raise ValidationError(message, fields={"to_email": [message]})
+    _transfer_offer_count(actor=actor, to_email=to_email)
     now = timezone.now()
     Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(cancelled_at=now)
     token = random_token()

@@ -283,7 +283,7 @@ def device_reset(request, pk):
 def device_transfer(request, pk):
     device = device_get_for_owner(request.user, pk)
     form = TransferForm(request.POST or None)
-    status = HTTPStatus.OK
+    status, retry_after = HTTPStatus.OK, None
     if request.method == "POST":
         if form.is_valid():
             try:
@@ -292,6 +292,8 @@ def device_transfer(request, pk):
                 )
             except ApplicationError as exc:
                 form.add_error("to_email" if "to_email" in exc.fields else None, exc.message)
+                status = exc.status
+                retry_after = getattr(exc, "retry_after", None)
             else:
                 messages.success(
                     request,
@@ -299,9 +301,13 @@ def device_transfer(request, pk):
                     f"It works for {services.TRANSFER_DAYS} days; the device stays yours until then.",
                 )
                 return redirect("claiming:device", pk=device.pk)
-        status = HTTPStatus.BAD_REQUEST
+        else:
+            status = HTTPStatus.BAD_REQUEST
     context = {"device": device, "form": form, "transfer": selectors.transfer_open_for_device(device)}
-    return render(request, "claiming/device_transfer.html", context, status=status)
+    response = render(request, "claiming/device_transfer.html", context, status=status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 @login_required
