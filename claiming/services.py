@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -156,6 +157,25 @@ def _require_verified_email(user):
         raise EmailNotVerified()
 
 
+def _verified_addresses(user) -> list[str]:
+    # Pre-claims are stored lower-cased; an address only counts once its owner proved it.
+    return [
+        email.lower() for email in EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True)
+    ]
+
+
+def _open_to(user) -> Q:
+    """The unowned devices `user` may claim: not pre-claimed, or pre-claimed for one of their
+    verified addresses. Part of the claim's conditional UPDATE, so a pre-claim made meanwhile holds."""
+    return Q(owner__isnull=True) & (Q(preclaim_email="") | Q(preclaim_email__in=_verified_addresses(user)))
+
+
+def devices_open_to(*, user, devices) -> list[Device]:
+    """Of `devices`, the ones `user` may claim now (see _open_to): what the claim form offers."""
+    addresses = set(_verified_addresses(user))
+    return [d for d in devices if d.owner_id is None and (not d.preclaim_email or d.preclaim_email in addresses)]
+
+
 # --- claim -------------------------------------------------------------------------------------
 
 
@@ -183,11 +203,12 @@ def _claim(*, user, candidates, via, application, ip, actor=None, kind=Ownership
 
     One conditional UPDATE (owner IS NULL) decides: when two requests race, the database lets
     exactly one of them change each row. Stamping owned_since with this call's own timestamp tells
-    the rows this call changed apart from the ones someone else won in between.
+    the rows this call changed apart from the ones someone else won in between. A device pre-claimed
+    for another address is left alone, as if owned.
     """
     now = timezone.now()
     ids = [device.pk for device in candidates]
-    Device.objects.filter(pk__in=ids, owner__isnull=True).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
+    Device.objects.filter(_open_to(user), pk__in=ids).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
     won = list(
         Device.objects.filter(pk__in=ids, owner=user, owned_since=now).select_related("product").order_by("serial")
     )
@@ -222,8 +243,8 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
     """Claims the unowned devices a claim code covers: those named in `serials`, or all of them.
 
     Rules: verified email; failed guesses limited per user and per IP (Throttled, 429); a wrong
-    code gets the same message as a wrong PIN; a code whose devices are all owned is "already
-    claimed" (409); serials the code does not cover are refused.
+    code gets the same message as a wrong PIN; a code whose devices are all owned (or pre-claimed
+    for another address) is "already claimed" (409); serials the code does not cover are refused.
     """
     _require_verified_email(user)
     _claim_code, devices = claim_code_lookup(user=user, code=code, ip=ip)
@@ -240,10 +261,11 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
     if not devices:
         # A code that covers nothing (its devices were deleted) is no better than a wrong one.
         raise ClaimError()
-    unowned = [device for device in devices if device.owner_id is None]
-    if not unowned and all(device.owner_id == user.pk for device in devices):
+    if all(device.owner_id == user.pk for device in devices):
         raise Conflict("You already own the devices this code covers.", code="already_yours")
-    won = _claim(user=user, candidates=unowned, via="code", application=application, ip=ip)
+    won = _claim(
+        user=user, candidates=devices_open_to(user=user, devices=devices), via="code", application=application, ip=ip
+    )
     if not won:
         raise AlreadyClaimed()
     return won
@@ -287,11 +309,17 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         raise Conflict("You already own this device.", code="already_yours")
     if not device.claimable:
         raise AlreadyClaimed()
+    if device.owner_id is None and not devices_open_to(user=user, devices=[device]):
+        raise AlreadyClaimed()  # pre-claimed for another address: answered as if owned
     previous_owner_id = device.owner_id
     now = timezone.now()
-    # Conditional on the state just read: a concurrent claim or PIN change makes this a no-op.
+    # Conditional on the state just read: a concurrent claim, pre-claim or PIN change makes this a no-op.
     changed = Device.objects.filter(
-        pk=device.pk, owner_id=previous_owner_id, claimable=True, pin_digest=device.pin_digest
+        pk=device.pk,
+        owner_id=previous_owner_id,
+        claimable=True,
+        pin_digest=device.pin_digest,
+        preclaim_email=device.preclaim_email,
     ).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
     if changed != 1:
         raise AlreadyClaimed()

@@ -67,7 +67,7 @@ def _code_step(request, *, code, applications, application=None):
     initial = {"code": code, "application": application.app_id if application else ""}
     form = ClaimCodeForm(applications=applications, initial=initial)
     _claim_code, devices = services.claim_code_lookup(user=request.user, code=code, ip=client_ip(request))
-    unowned = [device for device in devices if device.owner_id is None]
+    unowned = services.devices_open_to(user=request.user, devices=devices)
     if not unowned:
         if devices and all(device.owner_id == request.user.pk for device in devices):
             return form, "You already own the devices this code covers."
@@ -142,7 +142,7 @@ def claim(request):
             serials = [page["code_form"].devices[0].serial]
         elif not serials:
             _claim_code, devices = services.claim_code_lookup(user=request.user, code=data["code"], ip=ip)
-            code_form.set_devices([device for device in devices if device.owner_id is None])
+            code_form.set_devices(services.devices_open_to(user=request.user, devices=devices))
             code_form.add_error("serials", "Tick at least one device to claim.")
             return _claim_page(request, **page, status=HTTPStatus.BAD_REQUEST)
         devices = services.device_claim_by_code(

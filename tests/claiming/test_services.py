@@ -426,10 +426,10 @@ def test_preclaim_does_not_take_a_device_claimed_meanwhile(staff, owner, rf):
     assert Device.objects.get(pk=device.pk).owner == owner
 
 
-def test_a_claim_clears_a_stale_preclaim(owner, staff, code):
+def test_a_claim_by_the_pre_claimed_address_clears_the_preclaim(staff, code):
     device = DeviceFactory(claim_code=code)
     services.device_preclaim(devices=[device], email="someone.else@example.com", actor=staff)
-    claim_code(owner, code.raw_code)
+    claim_code(UserFactory(email="someone.else@example.com"), code.raw_code)
     assert Device.objects.get(pk=device.pk).preclaim_email == ""
 
 
