@@ -102,12 +102,18 @@ class PinSettingsForm(forms.Form):
         min_length=PIN_MIN_LENGTH,
         max_length=PIN_MAX_LENGTH,
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
-        help_text=f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits. Leave empty to keep the current PIN.",
+        help_text=f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits.",
     )
     claimable = forms.BooleanField(
         label="Anyone with the serial number and this PIN may claim the device",
         required=False,
     )
+
+    def __init__(self, *args, has_pin=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only a PIN this owner set can be kept: a change of owner clears it.
+        if has_pin:
+            self.fields["pin"].help_text += " Leave empty to keep the current PIN."
 
 
 class CommandForm(forms.Form):

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -45,10 +46,18 @@ PIN_LOCK_SECONDS = 60 * 60
 # Answered while more PIN attempts on one serial are being judged at once than the limit allows.
 PIN_BUSY_RETRY_SECONDS = 5
 
+# Written by every change of owner in the same conditional UPDATE that moves the device: the PIN
+# goes with the claim flag, since the previous owner (or whoever read the label) still knows it.
+HANDOVER_CLEARS = {"claimable": False, "pin_digest": "", "preclaim_email": ""}
+
 PIN_MIN_LENGTH = 4
 PIN_MAX_LENGTH = 32
 TRANSFER_DAYS = 7
 TRANSFER_PURPOSE = "transfer"
+# Each offer emails an address the sender chose, so offers are limited per sender and per recipient
+# (fixed windows): enough to hand over a household's devices, too few to send mail in bulk.
+TRANSFER_OFFERS_PER_USER = ((10, 60 * 60), (30, 24 * 60 * 60))
+TRANSFER_OFFERS_PER_RECIPIENT = (20, 24 * 60 * 60)
 
 # One wording for a wrong code, an unknown serial and a wrong PIN: nothing tells which one it was.
 INVALID_MESSAGE = (
@@ -148,6 +157,25 @@ def _require_verified_email(user):
         raise EmailNotVerified()
 
 
+def _verified_addresses(user) -> list[str]:
+    # Pre-claims are stored lower-cased; an address only counts once its owner proved it.
+    return [
+        email.lower() for email in EmailAddress.objects.filter(user=user, verified=True).values_list("email", flat=True)
+    ]
+
+
+def _open_to(user) -> Q:
+    """The unowned devices `user` may claim: not pre-claimed, or pre-claimed for one of their
+    verified addresses. Part of the claim's conditional UPDATE, so a pre-claim made meanwhile holds."""
+    return Q(owner__isnull=True) & (Q(preclaim_email="") | Q(preclaim_email__in=_verified_addresses(user)))
+
+
+def devices_open_to(*, user, devices) -> list[Device]:
+    """Of `devices`, the ones `user` may claim now (see _open_to): what the claim form offers."""
+    addresses = set(_verified_addresses(user))
+    return [d for d in devices if d.owner_id is None and (not d.preclaim_email or d.preclaim_email in addresses)]
+
+
 # --- claim -------------------------------------------------------------------------------------
 
 
@@ -175,13 +203,12 @@ def _claim(*, user, candidates, via, application, ip, actor=None, kind=Ownership
 
     One conditional UPDATE (owner IS NULL) decides: when two requests race, the database lets
     exactly one of them change each row. Stamping owned_since with this call's own timestamp tells
-    the rows this call changed apart from the ones someone else won in between.
+    the rows this call changed apart from the ones someone else won in between. A device pre-claimed
+    for another address is left alone, as if owned.
     """
     now = timezone.now()
     ids = [device.pk for device in candidates]
-    Device.objects.filter(pk__in=ids, owner__isnull=True).update(
-        owner=user, owned_since=now, claimable=False, preclaim_email=""
-    )
+    Device.objects.filter(_open_to(user), pk__in=ids).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
     won = list(
         Device.objects.filter(pk__in=ids, owner=user, owned_since=now).select_related("product").order_by("serial")
     )
@@ -216,8 +243,8 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
     """Claims the unowned devices a claim code covers: those named in `serials`, or all of them.
 
     Rules: verified email; failed guesses limited per user and per IP (Throttled, 429); a wrong
-    code gets the same message as a wrong PIN; a code whose devices are all owned is "already
-    claimed" (409); serials the code does not cover are refused.
+    code gets the same message as a wrong PIN; a code whose devices are all owned (or pre-claimed
+    for another address) is "already claimed" (409); serials the code does not cover are refused.
     """
     _require_verified_email(user)
     _claim_code, devices = claim_code_lookup(user=user, code=code, ip=ip)
@@ -234,10 +261,11 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
     if not devices:
         # A code that covers nothing (its devices were deleted) is no better than a wrong one.
         raise ClaimError()
-    unowned = [device for device in devices if device.owner_id is None]
-    if not unowned and all(device.owner_id == user.pk for device in devices):
+    if all(device.owner_id == user.pk for device in devices):
         raise Conflict("You already own the devices this code covers.", code="already_yours")
-    won = _claim(user=user, candidates=unowned, via="code", application=application, ip=ip)
+    won = _claim(
+        user=user, candidates=devices_open_to(user=user, devices=devices), via="code", application=application, ip=ip
+    )
     if not won:
         raise AlreadyClaimed()
     return won
@@ -247,7 +275,7 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
 def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) -> Device:
     """Claims one device by its serial number and PIN (seed 002).
 
-    Only a `claimable` device with a PIN can be claimed; success turns `claimable` off. When the
+    Only a `claimable` device with a PIN can be claimed; success clears the PIN. When the
     owner turned claiming back on with a new PIN, the device is handed over: the previous owner's
     links and credentials go, as on a release. Failures count per user, per IP and per serial;
     a serial with 10 wrong PINs in an hour is locked for PIN claims for an hour.
@@ -281,17 +309,24 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         raise Conflict("You already own this device.", code="already_yours")
     if not device.claimable:
         raise AlreadyClaimed()
+    if device.owner_id is None and not devices_open_to(user=user, devices=[device]):
+        raise AlreadyClaimed()  # pre-claimed for another address: answered as if owned
     previous_owner_id = device.owner_id
     now = timezone.now()
-    # Conditional on the state just read: a concurrent claim or PIN change makes this a no-op.
+    # Conditional on the state just read: a concurrent claim, pre-claim or PIN change makes this a no-op.
     changed = Device.objects.filter(
-        pk=device.pk, owner_id=previous_owner_id, claimable=True, pin_digest=device.pin_digest
-    ).update(owner=user, owned_since=now, claimable=False, preclaim_email="")
+        pk=device.pk,
+        owner_id=previous_owner_id,
+        claimable=True,
+        pin_digest=device.pin_digest,
+        preclaim_email=device.preclaim_email,
+    ).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
     if changed != 1:
         raise AlreadyClaimed()
     if previous_owner_id is not None:
         _handover_cleanup(device=device, actor=user, reason="new_owner")
-    device.owner, device.owned_since, device.claimable = user, now, False
+    device.owner, device.owned_since = user, now
+    _set_fields(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(
         device=device, kind=OwnershipEventKind.CLAIMED, actor=user, owner=user, ip=ip, detail="Claimed with PIN"
     )
@@ -303,6 +338,11 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         app_services.device_link(device=device, application=application, actor=user)
     logger.info("claim.claimed", extra={"user_id": user.pk, "devices": 1, "via": "pin"})
     return device
+
+
+def _set_fields(device, fields):
+    for name, value in fields.items():
+        setattr(device, name, value)
 
 
 def _handover_cleanup(*, device, actor, reason):
@@ -324,16 +364,18 @@ def _handover_cleanup(*, device, actor, reason):
 @transaction.atomic
 def device_release(*, device: Device, actor, ip) -> Device:
     """Resets ownership (seed 000): no owner, no app links, credentials revoked, open transfer
-    offers cancelled. The claim code stays valid so the next owner can use the same label, and PIN
-    claiming stays as the owner left it: turning it on with a new PIN before a reset is how a
-    device without a code is passed on."""
+    offers cancelled, PIN cleared. The claim code stays valid so the next owner can use the same
+    label. A device without a code is passed on with a new PIN instead (claim by PIN, no reset)."""
     previous_owner_id = device.owner_id
     if previous_owner_id is None:
         raise Conflict("This device has no owner.", code="not_owned")
-    changed = Device.objects.filter(pk=device.pk, owner_id=previous_owner_id).update(owner=None, owned_since=None)
+    changed = Device.objects.filter(pk=device.pk, owner_id=previous_owner_id).update(
+        owner=None, owned_since=None, **HANDOVER_CLEARS
+    )
     if changed != 1:
         raise Conflict("The device's owner changed meanwhile. Reload the page.", code="owner_changed")
     device.owner, device.owned_since = None, None
+    _set_fields(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
     _handover_cleanup(device=device, actor=actor, reason="reset")
     logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
@@ -420,7 +462,8 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
     """The owner sets a new PIN and/or turns PIN claiming on or off (seed 002).
 
     Turning claiming on hands the device to whoever enters serial + PIN next, so it needs a PIN:
-    a new one, or the one already set. A new PIN lifts any lock from earlier wrong guesses.
+    a new one, or one this owner set (a change of owner clears the PIN, so no earlier one is left).
+    A new PIN lifts any lock from earlier wrong guesses.
     """
     pin = (pin or "").strip()
     if pin and not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isalnum() and pin.isascii()):
@@ -433,8 +476,7 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
     if pin:
         update["pin_digest"] = pin_digest(pin)
     Device.objects.filter(pk=device.pk).update(**update)
-    for field, value in update.items():
-        setattr(device, field, value)
+    _set_fields(device, update)
     changes = (["new PIN"] if pin else []) + ["claiming on" if claimable else "claiming off"]
     OwnershipEvent.objects.create(
         device=device,
@@ -453,6 +495,23 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
 # --- transfer ----------------------------------------------------------------------------------
 
 
+def _transfer_offer_count(*, actor, to_email):
+    """Counts an offer against its sender's and its recipient's limits; Throttled (429) past them."""
+    counters = [("transfer-offer-user", str(actor.pk), limit, window) for limit, window in TRANSFER_OFFERS_PER_USER]
+    recipient = keyed_digest(to_email, purpose="transfer-recipient")[:32]  # no addresses in cache keys
+    counters.append(("transfer-offer-to", recipient, *TRANSFER_OFFERS_PER_RECIPIENT))
+    try:
+        ratelimit.attempts(counters)
+    except Throttled as exc:
+        logger.warning("transfer.throttled", extra={"user_id": actor.pk})
+        minutes = max(1, round(exc.retry_after / 60))
+        raise Throttled(
+            f"Too many transfer offers were sent for now. Try again in about {minutes} minutes,"
+            " or hand the device over with a PIN instead.",
+            retry_after=exc.retry_after,
+        ) from None
+
+
 def transfer_token_digest(token: str) -> str:
     return keyed_digest(token, purpose=TRANSFER_PURPOSE)
 
@@ -462,6 +521,8 @@ def transfer_offer(*, device: Device, to_email: str, actor, ip) -> tuple[Transfe
     """The owner offers the device to the person at `to_email`, who gets a link valid 7 days.
 
     Returns the offer and the raw token (only its digest is stored). A new offer replaces an open one.
+    Offers are limited per sender and per recipient (Throttled, 429). The email names the product
+    and serial, never the owner's nickname: nothing the sender typed reaches the recipient.
     """
     to_email = (to_email or "").strip().lower()
     if "@" not in to_email:
@@ -471,6 +532,7 @@ def transfer_offer(*, device: Device, to_email: str, actor, ip) -> tuple[Transfe
     if EmailAddress.objects.filter(user=actor, email__iexact=to_email).exists():
         message = "That is your own address. Enter the address of the person who should own the device."
         raise ValidationError(message, fields={"to_email": [message]})
+    _transfer_offer_count(actor=actor, to_email=to_email)
     now = timezone.now()
     Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(cancelled_at=now)
     token = random_token()
@@ -533,14 +595,14 @@ def transfer_accept(*, token: str, user, ip) -> Device:
     taken = Transfer.objects.filter(pk=transfer.pk, accepted_at__isnull=True, cancelled_at__isnull=True).update(
         accepted_at=now, accepted_by=user
     )
-    # Claiming by PIN goes off, as after any claim: whoever knew the old PIN has no way back.
     moved = Device.objects.filter(pk=device.pk, owner_id=transfer.from_user_id).update(
-        owner=user, owned_since=now, claimable=False, preclaim_email=""
+        owner=user, owned_since=now, **HANDOVER_CLEARS
     )
     if taken != 1 or moved != 1:
         raise Conflict("This device is no longer available for transfer.", code="transfer_stale")
     _handover_cleanup(device=device, actor=transfer.from_user, reason="transfer")
-    device.owner, device.owned_since, device.claimable = user, now, False
+    device.owner, device.owned_since = user, now
+    _set_fields(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(
         device=device,
         kind=OwnershipEventKind.TRANSFERRED,

@@ -67,7 +67,7 @@ def _code_step(request, *, code, applications, application=None):
     initial = {"code": code, "application": application.app_id if application else ""}
     form = ClaimCodeForm(applications=applications, initial=initial)
     _claim_code, devices = services.claim_code_lookup(user=request.user, code=code, ip=client_ip(request))
-    unowned = [device for device in devices if device.owner_id is None]
+    unowned = services.devices_open_to(user=request.user, devices=devices)
     if not unowned:
         if devices and all(device.owner_id == request.user.pk for device in devices):
             return form, "You already own the devices this code covers."
@@ -142,7 +142,7 @@ def claim(request):
             serials = [page["code_form"].devices[0].serial]
         elif not serials:
             _claim_code, devices = services.claim_code_lookup(user=request.user, code=data["code"], ip=ip)
-            code_form.set_devices([device for device in devices if device.owner_id is None])
+            code_form.set_devices(services.devices_open_to(user=request.user, devices=devices))
             code_form.add_error("serials", "Tick at least one device to claim.")
             return _claim_page(request, **page, status=HTTPStatus.BAD_REQUEST)
         devices = services.device_claim_by_code(
@@ -180,7 +180,9 @@ def _device_context(request, device, **extra):
         "linkable_apps": [app for app in _applications(request.user) if app.pk not in linked_ids],
         "history": selectors.ownership_history_for_device(device, viewer=request.user),
         "transfer": selectors.transfer_open_for_device(device),
-        "pin_form": PinSettingsForm(initial={"claimable": device.claimable and bool(device.pin_digest)}),
+        "pin_form": PinSettingsForm(
+            initial={"claimable": device.claimable and bool(device.pin_digest)}, has_pin=bool(device.pin_digest)
+        ),
     }
     context.update(extra)
     return context
@@ -235,7 +237,7 @@ def device_app_link(request, pk):
 @require_POST
 def device_pin(request, pk):
     device = device_get_for_owner(request.user, pk)
-    form = PinSettingsForm(request.POST)
+    form = PinSettingsForm(request.POST, has_pin=bool(device.pin_digest))
     if form.is_valid():
         try:
             services.device_pin_set(
@@ -281,7 +283,7 @@ def device_reset(request, pk):
 def device_transfer(request, pk):
     device = device_get_for_owner(request.user, pk)
     form = TransferForm(request.POST or None)
-    status = HTTPStatus.OK
+    status, retry_after = HTTPStatus.OK, None
     if request.method == "POST":
         if form.is_valid():
             try:
@@ -290,6 +292,8 @@ def device_transfer(request, pk):
                 )
             except ApplicationError as exc:
                 form.add_error("to_email" if "to_email" in exc.fields else None, exc.message)
+                status = exc.status
+                retry_after = getattr(exc, "retry_after", None)
             else:
                 messages.success(
                     request,
@@ -297,9 +301,13 @@ def device_transfer(request, pk):
                     f"It works for {services.TRANSFER_DAYS} days; the device stays yours until then.",
                 )
                 return redirect("claiming:device", pk=device.pk)
-        status = HTTPStatus.BAD_REQUEST
+        else:
+            status = HTTPStatus.BAD_REQUEST
     context = {"device": device, "form": form, "transfer": selectors.transfer_open_for_device(device)}
-    return render(request, "claiming/device_transfer.html", context, status=status)
+    response = render(request, "claiming/device_transfer.html", context, status=status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 @login_required
