@@ -81,7 +81,7 @@ PORTAL_SUPPORT_EMAIL = os.getenv("PORTAL_SUPPORT_EMAIL", "support@example.com")
 PORTAL_PRIMARY_COLOR = os.getenv("PORTAL_PRIMARY_COLOR", "#0b6bcb")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "portal.apps.PortalAdminConfig",  # django.contrib.admin, with the log-in limited
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
