@@ -26,4 +26,4 @@ RUN DEBUG=0 SECRET_KEY=collectstatic-only SECRET_PEPPER=collectstatic-only FERNE
 
 USER portal
 EXPOSE 8000
-CMD ["gunicorn", "portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]
+CMD ["gunicorn", "portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-", "--logger-class", "portal.gunicorn_logging.Logger"]

@@ -31,7 +31,7 @@ lint: install
 
 # Production-shaped processes (DATABASE_URL and REDIS_URL set); docker-compose.yml runs these same commands.
 web: install
-	$(BIN)/gunicorn portal.wsgi --bind 0.0.0.0:8000 --workers 2 --access-logfile -
+	$(BIN)/gunicorn portal.wsgi --bind 0.0.0.0:8000 --workers 2 --access-logfile - --logger-class portal.gunicorn_logging.Logger
 
 worker: install
 	$(BIN)/celery -A portal worker --loglevel INFO --concurrency 2

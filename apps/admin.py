@@ -104,7 +104,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             rows=[("App Id", obj.app_id, "data-app-id"), ("Secret", secret, "data-secret")],
         )
 
-    @admin.action(description="Create a connect link (one owner, one hour)")
+    @admin.action(description="Create a connect link (one owner, one hour)", permissions=["change"])
     def connect_link_action(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one application.", messages.WARNING)
@@ -115,7 +115,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             request, title=f"Connect link for {application.name}", application=application, rows=[("Link", url, "")]
         )
 
-    @admin.action(description="Replace the Secret (shown once)")
+    @admin.action(description="Replace the Secret (shown once)", permissions=["change"])
     def secret_replace_action(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one application.", messages.WARNING)
@@ -129,7 +129,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             rows=[("App Id", application.app_id, "data-app-id"), ("Secret", secret, "data-secret")],
         )
 
-    @admin.action(description="Resume deliveries")
+    @admin.action(description="Resume deliveries", permissions=["change"])
     def resume_action(self, request, queryset):
         for application in queryset.exclude(paused_at=None):
             services.application_resume(application=application)

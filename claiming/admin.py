@@ -1,4 +1,5 @@
-"""Ownership in the Django admin: pre-claim and reset actions on devices, the audit trail read-only.
+"""Ownership in the Django admin: pre-claim and reset actions on devices, the audit trail read-only,
+and allauth's email addresses (a verified address is what a pre-claim waits for).
 
 The device admin itself belongs to devices; these actions call claiming's services, so they are
 added here, on a subclass registered in its place.
@@ -6,6 +7,8 @@ added here, on a subclass registered in its place.
 
 import re
 
+from allauth.account.admin import EmailAddressAdmin
+from allauth.account.models import EmailAddress
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
@@ -98,6 +101,19 @@ class OwnershipDeviceAdmin(DeviceAdmin):
 
 admin.site.unregister(Device)
 admin.site.register(Device, OwnershipDeviceAdmin)
+
+
+class PortalEmailAddressAdmin(EmailAddressAdmin):
+    """allauth's action carries no permission, so anyone who may list addresses could verify one,
+    and a verified address receives the devices pre-claimed for it."""
+
+    @admin.action(description="Mark selected email addresses as verified", permissions=["change"])
+    def make_verified(self, request, queryset):
+        return super().make_verified(request, queryset)
+
+
+admin.site.unregister(EmailAddress)
+admin.site.register(EmailAddress, PortalEmailAddressAdmin)
 
 
 @admin.register(OwnershipEvent)

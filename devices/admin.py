@@ -8,10 +8,9 @@ The claiming app adds its ownership actions by subclassing DeviceAdmin (and re-r
 `actions` stays a plain list for that.
 """
 
-from functools import partial
-
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
@@ -212,6 +211,9 @@ class DeviceAdmin(admin.ModelAdmin):
     def has_print_labels_permission(self, request):
         return request.user.has_perms(["devices.view_device", "devices.view_claimcode"])
 
+    def has_import_permission(self, request):
+        return request.user.has_perms(["devices.add_device", "devices.add_claimcode"])
+
     def get_search_results(self, request, queryset, search_term):
         """Serial prefix, case-sensitive as stored (the typed case, then upper case): LIKE 'x%'
         uses the serial's index on PostgreSQL, where UPPER(serial) LIKE would read every row."""
@@ -262,25 +264,37 @@ class DeviceAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         extra_context = {
             **(extra_context or {}),
-            "can_import": request.user.has_perms(["devices.add_device", "devices.add_claimcode"]),
+            "can_import": self.has_import_permission(request),
         }
         return super().changelist_view(request, extra_context)
 
     def get_urls(self):
-        def view(function):
-            return self.admin_site.admin_view(partial(function, model_admin=self))
+        # admin_view only asks for a staff session: each page names the permission it needs here,
+        # before the page reads anything.
+        def view(function, allowed):
+            def guarded(request, *args, **kwargs):
+                if not allowed(request):
+                    raise PermissionDenied
+                return function(request, *args, model_admin=self, **kwargs)
 
+            return self.admin_site.admin_view(guarded)
+
+        importing, labelling = self.has_import_permission, self.has_print_labels_permission
         own = [
-            path("import/", view(admin_views.device_import), name="devices_device_import"),
-            path("import/<str:token>/", view(admin_views.device_import_result), name="devices_device_import_result"),
+            path("import/", view(admin_views.device_import, importing), name="devices_device_import"),
+            path(
+                "import/<str:token>/",
+                view(admin_views.device_import_result, importing),
+                name="devices_device_import_result",
+            ),
             path(
                 "import/<str:token>/result.csv",
-                view(admin_views.device_import_download),
+                view(admin_views.device_import_download, importing),
                 name="devices_device_import_download",
             ),
-            path("labels/", view(admin_views.label_sheet_for_ids), name="devices_device_labels"),
-            path("<uuid:pk>/label.png", view(admin_views.label_png), name="devices_device_label_png"),
-            path("<uuid:pk>/label.svg", view(admin_views.label_svg), name="devices_device_label_svg"),
+            path("labels/", view(admin_views.label_sheet_for_ids, labelling), name="devices_device_labels"),
+            path("<uuid:pk>/label.png", view(admin_views.label_png, labelling), name="devices_device_label_png"),
+            path("<uuid:pk>/label.svg", view(admin_views.label_svg, labelling), name="devices_device_label_svg"),
         ]
         return own + super().get_urls()
 

@@ -13,6 +13,7 @@ output CSV) is the only place a generated factory key ever appears.
 import csv
 import io
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from django.core.validators import validate_slug
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 
+from portal import spreadsheet
 from portal.errors import ValidationError
 from portal.secrets import encrypt, random_token
 
@@ -47,6 +49,11 @@ CODE_MAX_LENGTH = 64
 # The same bounds the owner's PIN form applies.
 PIN_MIN_LENGTH = 4
 PIN_MAX_LENGTH = 32
+# The documented character sets (docs/operations.md, "Registering devices"): plain ASCII that no
+# spreadsheet reads as a formula and no label, URL or log line needs escaped.
+SERIAL_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+# Hex, base64 and base64url keys all fit.
+FACTORY_KEY_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~+/=-]*")
 TRUE_WORDS = {"1", "true", "yes", "y", "on"}
 FALSE_WORDS = {"0", "false", "no", "n", "off"}
 
@@ -164,8 +171,11 @@ def _plan_row(plan, line, columns, values, first_line_of):
         plan.add_error(line, "the serial is empty.")
     elif len(serial) > SERIAL_MAX_LENGTH:
         plan.add_error(line, f"the serial is longer than {SERIAL_MAX_LENGTH} characters.")
-    elif not serial.isprintable() or any(char.isspace() for char in serial):
-        plan.add_error(line, f"the serial “{serial}” contains spaces or control characters.")
+    elif not SERIAL_CHARS.fullmatch(serial):
+        plan.add_error(
+            line, f"the serial “{serial}” has characters outside A–Z, a–z, 0–9 and . _ : / - "
+            "(and begins with a letter or digit)."
+        )
     elif serial in first_line_of:
         plan.add_error(line, f"serial {serial} appears twice in the file (first on line {first_line_of[serial]}).")
     else:
@@ -177,8 +187,11 @@ def _plan_row(plan, line, columns, values, first_line_of):
             line, f"a factory key has {FACTORY_KEY_MIN_LENGTH} to {FACTORY_KEY_MAX_LENGTH} characters; leave it "
             "empty to have one generated."
         )
-    elif factory_key and (not factory_key.isprintable() or any(char.isspace() for char in factory_key)):
-        plan.add_error(line, "the factory key contains spaces or control characters.")
+    elif factory_key and not FACTORY_KEY_CHARS.fullmatch(factory_key):
+        plan.add_error(
+            line, "a factory key is letters A–Z and a–z, digits and . _ ~ + / = - (hex, base64 or base64url), "
+            "beginning with a letter or digit."
+        )
 
     code = codes.normalize(row.get("claim_code", ""))
     if code and plan.batch_code:
@@ -299,7 +312,7 @@ def registration_import(
         # bulk_create fills in the new primary keys (RETURNING on PostgreSQL and SQLite).
         ClaimCode.objects.bulk_create(new_codes, batch_size=INSERT_BATCH)
         for done, (row, code) in enumerate(zip(plan.rows, row_codes, strict=True), start=1):
-            factory_key = row.factory_key or random_token()
+            factory_key = row.factory_key or _factory_key_generate()
             devices.append(
                 Device(
                     serial=row.serial,
@@ -328,8 +341,16 @@ def registration_import(
     return results
 
 
+def _factory_key_generate() -> str:
+    """A key in FACTORY_KEY_CHARS: the result file then holds it unaltered (a leading "-" would be
+    neutralised with an apostrophe, and the flashed key would not be the one handed out)."""
+    while not FACTORY_KEY_CHARS.fullmatch(key := random_token()):
+        pass
+    return key
+
+
 def registration_result_csv(results: list[RegisteredDevice], stream) -> None:
     """Writes the result file: the one place the generated factory keys and codes are handed out."""
-    writer = csv.writer(stream, lineterminator="\n")
+    writer = spreadsheet.writer(stream, lineterminator="\n")
     writer.writerow(RESULT_COLUMNS)
     writer.writerows((r.serial, r.factory_key, r.claim_code, r.claim_url) for r in results)

@@ -1,14 +1,21 @@
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.admin import apps as admin_apps
 from django.core import checks
 
 
 class PortalConfig(AppConfig):
+    default = True
     name = "portal"
     verbose_name = "Portal"
 
     def ready(self):
         checks.register(proxy_client_address_check, checks.Tags.security, deploy=True)
+
+
+class PortalAdminConfig(admin_apps.AdminConfig):
+    default = False  # named in INSTALLED_APPS in django.contrib.admin's place; "portal" is PortalConfig
+    default_site = "portal.admin_site.PortalAdminSite"
 
 
 def proxy_client_address_check(app_configs, **kwargs):

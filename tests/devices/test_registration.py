@@ -2,6 +2,7 @@
 refusal of bad files as a whole, and a query count that does not grow with the file."""
 
 import csv
+import io
 import re
 import stat
 
@@ -12,8 +13,15 @@ from django.test.utils import CaptureQueriesContext
 
 from devices import codes
 from devices.models import ClaimCode, Device, Product
-from devices.registration import RegistrationRefused, registration_import, registration_plan
+from devices.registration import (
+    RegisteredDevice,
+    RegistrationRefused,
+    registration_import,
+    registration_plan,
+    registration_result_csv,
+)
 from devices.services import factory_key_digest, pin_digest
+from portal import spreadsheet
 from portal.secrets import decrypt, digests_match
 from tests.factories import ClaimCodeFactory, DeviceFactory
 
@@ -122,7 +130,17 @@ BAD_FILES = [
     pytest.param("serial,pin\nSN-1,12\n", "Line 2: a PIN is 4 to 32 letters and digits", id="short-pin"),
     pytest.param("serial,factory_key\nSN-1,short\n", "Line 2: a factory key has 16 to 200", id="short-key"),
     pytest.param("serial,claim_code\nSN-1,AB\n", "Line 2: a claim code has 6 to 64", id="short-code"),
-    pytest.param("serial\nSN 1\n", "Line 2: the serial “SN 1” contains spaces", id="space-in-serial"),
+    pytest.param("serial\nSN 1\n", "Line 2: the serial “SN 1” has characters outside", id="space-in-serial"),
+    # A spreadsheet runs a cell that begins with = + - @ as a formula; serials and keys are plain.
+    pytest.param('serial\n"=HYPERLINK(""https://x.example"",""SN"")"\n', "Line 2: the serial “=HYPERLINK",
+                 id="formula-serial"),
+    pytest.param("serial\n+SN1\n", "Line 2: the serial “+SN1” has characters outside", id="plus-serial"),
+    pytest.param("serial\n@SN1\n", "Line 2: the serial “@SN1” has characters outside", id="at-serial"),
+    pytest.param("serial\n-SN1\n", "Line 2: the serial “-SN1” has characters outside", id="minus-serial"),
+    pytest.param("serial\nSN\u00e91\n", "Line 2: the serial “SN\u00e91” has characters outside", id="non-ascii-serial"),
+    pytest.param("serial,factory_key\nSN-1,=cmd|'/C calc'!A0aaaaaaaa\n", "Line 2: a factory key is letters",
+                 id="formula-key"),
+    pytest.param("serial,factory_key\nSN-1,-abcdefghijklmnopq\n", "Line 2: a factory key is letters", id="minus-key"),
     pytest.param("serial,pin\nSN-1\n", "Line 2: 1 values, but the header names 2 columns", id="short-row"),
     pytest.param("", "Line 1: the file is empty", id="empty-file"),
     pytest.param("serial\n", "Line 1: the file has a header but no devices", id="header-only"),
@@ -227,3 +245,28 @@ def test_a_long_file_on_postgresql_is_inserted_in_batches(requires_postgres):
     assert len(results) == 4500 and Device.objects.count() == 4500
     inserts = [q for q in queries if q["sql"].startswith('INSERT INTO "devices_device"')]
     assert len(inserts) == 3
+
+
+def test_the_result_file_neutralises_cells_a_spreadsheet_would_run():
+    stream = io.StringIO()
+    registration_result_csv(
+        [
+            RegisteredDevice("=1+1", "+cmd", "@SUM(A1)", "-2"),
+            RegisteredDevice("\tSN", "\t=SN", "SN-1", "https://portal.example/c/X"),
+        ],
+        stream,
+    )
+    rows = list(csv.reader(io.StringIO(stream.getvalue(), newline="")))
+    assert rows[1] == ["'=1+1", "'+cmd", "'@SUM(A1)", "'-2"]
+    assert rows[2] == ["'\tSN", "'\t=SN", "SN-1", "https://portal.example/c/X"]
+    assert spreadsheet.cell("\r=1") == "'\r=1"
+
+
+def test_a_generated_factory_key_never_begins_like_a_formula(register, monkeypatch):
+    # token_urlsafe begins with "-" once in 64 draws: such a key would be altered by the result file.
+    drawn = iter(["-" + "a" * 42, "b" * 43])
+    monkeypatch.setattr("devices.registration.random_token", lambda: next(drawn))
+    rows = register("serial\nSN-1\n")
+    assert rows[0]["factory_key"] == "b" * 43
+    device = Device.objects.get(serial="SN-1")
+    assert digests_match("b" * 43, device.factory_key_digest, purpose="factory-key")

@@ -33,3 +33,18 @@ def test_encryption_survives_key_rotation(settings):
     assert secrets.decrypt(rotated) == "app secret"
     with pytest.raises(ValueError, match="cannot be decrypted"):
         secrets.decrypt(token)
+
+
+def test_request_lines_of_the_development_server_are_redacted():
+    import logging
+
+    from portal.logging import RedactSecretsFilter
+
+    handler = logging.getLogger("django.server").handlers[0]
+    assert any(isinstance(f, RedactSecretsFilter) for f in handler.filters)
+    record = logging.makeLogRecord(
+        {"name": "django.server", "msg": '"%s" %s %s', "args": ("GET /transfer/tok3n-v4lue/ HTTP/1.1", "302", "0")}
+    )
+    handler.filter(record)
+    assert "tok3n-v4lue" not in record.getMessage()
+    assert "/transfer/[redacted]/" in record.getMessage()
