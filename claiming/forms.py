@@ -3,6 +3,7 @@ import json
 from django import forms
 
 from devices import codes
+from devices.command_definitions import command_definitions_for_product
 
 from .services import PIN_MAX_LENGTH, PIN_MIN_LENGTH
 
@@ -126,7 +127,16 @@ class CommandForm(forms.Form):
 
     def __init__(self, *args, device, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["name"].choices = [(name, name) for name in (device.product.commands or [])]
+        definitions = command_definitions_for_product(device.product)
+        self.fields["name"].choices = [(name, name) for name in definitions]
+        self.fields["params"].help_text = " · ".join(d.describe() for d in definitions.values() if d)
+
+    def add_service_error(self, exc):
+        """A refusal of command_send, on the field it names (`params.<name>` on params)."""
+        for key, messages in (exc.fields or {None: [exc.message]}).items():
+            field = key.split(".", 1)[0] if key else None
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
 
     def clean_params(self):
         raw = self.cleaned_data.get("params", "").strip()

@@ -209,7 +209,7 @@ def device_command_send(request, pk):
                 sent_by_user=request.user,
             )
         except ApplicationError as exc:
-            form.add_error(None, exc.message)
+            form.add_service_error(exc)
         else:
             messages.success(request, f"Command “{command.name}” queued; the device gets it at its next check-in.")
             return redirect(reverse("claiming:device", args=[device.pk]) + "#commands")

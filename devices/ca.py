@@ -111,6 +111,29 @@ def _ca_material(cert_pem: str, key_encrypted: str):
     return cert, key
 
 
+# The device keys we certify (docs/device-protocol.md): what MQTT brokers' TLS stacks all verify,
+# at 128-bit strength or more. Other curves (P-192, secp256k1, …), Ed448, DSA and short RSA are refused.
+ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1)
+MIN_RSA_BITS = 2048
+ACCEPTED_KEYS_TEXT = "EC P-256 (recommended) or P-384, Ed25519, or RSA of at least 2048 bits"
+
+
+def key_accepted(public_key) -> bool:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return isinstance(public_key.curve, ACCEPTED_CURVES)
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return public_key.key_size >= MIN_RSA_BITS
+    return isinstance(public_key, ed25519.Ed25519PublicKey)
+
+
+def _unsupported_key() -> CsrError:
+    return CsrError(
+        f"csr key is not accepted: use {ACCEPTED_KEYS_TEXT}.",
+        code="csr_unsupported_key",
+        fields={"csr": [f"Use {ACCEPTED_KEYS_TEXT}."]},
+    )
+
+
 def csr_load(csr_pem) -> x509.CertificateSigningRequest:
     """Parses and verifies a PEM CSR; CsrError for anything a device could get wrong."""
     if not isinstance(csr_pem, str) or not csr_pem.strip():
@@ -123,15 +146,16 @@ def csr_load(csr_pem) -> x509.CertificateSigningRequest:
         raise CsrError("csr is not a PEM certificate signing request.", fields={"csr": ["Not a PEM CSR."]}) from None
     try:
         public_key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise _unsupported_key() from None
+    if not key_accepted(public_key):
+        raise _unsupported_key()
+    try:
         signed = csr.is_signature_valid
     except (ValueError, UnsupportedAlgorithm):
-        raise CsrError("csr uses an unsupported key.", fields={"csr": ["Use an EC P-256 key."]}) from None
+        raise _unsupported_key() from None
     if not signed:
         raise CsrError("csr signature does not verify.", fields={"csr": ["The CSR signature is wrong."]})
-    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < 2048:
-        raise CsrError("csr key is too weak.", fields={"csr": ["RSA keys need at least 2048 bits."]})
-    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-        raise CsrError("csr uses an unsupported key.", fields={"csr": ["Use an EC P-256 key."]})
     return csr
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from portal.errors import Conflict, NotFound, ValidationError
 from portal.text import storable, storable_json
 
+from .command_definitions import command_definitions_for_product, command_params_clean
 from .models import Command, CommandStatus, DeviceEvent, DeviceEventType
 from .outbox import event_record, events_record
 
@@ -90,7 +91,8 @@ def _ttl(ttl) -> timedelta:
 def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent_by_app="") -> Command:
     """Queues a command for `device`, delivered at its next check-in.
 
-    Rules: `name` must be one the device's product accepts; `params` a flat JSON object of scalars;
+    Rules: `name` must be one the device's product accepts; `params` a flat JSON object of scalars
+    that fits the command's declared parameters (devices.command_definitions), defaults filled in;
     `ttl` (seconds or a timedelta, default 1 hour, at most 7 days) bounds how long it waits before
     it expires. Records `command.updated` (status pending).
     """
@@ -102,6 +104,8 @@ def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent
     params = {} if params is None else params
     if errors := flat_object_errors(params, max_keys=MAX_PARAMS, what="params"):
         raise ValidationError(errors[0], fields={"params": errors})
+    if definition := command_definitions_for_product(device.product).get(name):
+        params = command_params_clean(definition, params)
     now = timezone.now()
     command = Command.objects.create(
         device=device,

@@ -3,6 +3,7 @@
 from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
 
+from devices.command_definitions import BUILT_IN
 from devices.commands import MAX_TTL
 from devices.models import DeviceEventType, DeviceStatus
 
@@ -112,7 +113,11 @@ class CommandOutput(serializers.Serializer):
 class CommandSendInput(serializers.Serializer):
     name = serializers.CharField(max_length=64, help_text="One of the commands the device's product accepts.")
     params = serializers.DictField(
-        required=False, default=dict, help_text="A flat object of numbers, strings, booleans and nulls."
+        required=False,
+        default=dict,
+        help_text="A flat object of numbers, strings, booleans and nulls that fits the command's parameters: "
+        + "; ".join(d.describe() for d in BUILT_IN.values())
+        + ". A parameter that does not fit is a 400 naming `params.<name>`; defaults are filled in.",
     )
     ttl = serializers.IntegerField(
         required=False,

@@ -165,7 +165,8 @@ class CommandListApi(ApplicationApi):
         operation_id="devices_commands_create",
         summary="Send a command to a device",
         description="Queued until the device's next check-in. A name the device's product does not accept "
-        "is a 400 naming the field `name`.",
+        "is a 400 naming the field `name`; parameters that do not fit the command's declaration (type, "
+        "range, required, no unknown ones) are a 400 naming each as `params.<name>`.",
         parameters=[DEVICE_ID, *ERROR_HEADERS],
         request=CommandSendInput,
         examples=[COMMAND_SEND_EXAMPLE],

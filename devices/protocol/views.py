@@ -65,15 +65,50 @@ def _too_large(limit):
     )
 
 
-def read_json_object(request, *, required=True) -> dict:
-    """The request's JSON object body, refused before it is read whole when it is too large."""
-    limit = settings.DEVICE_CHECKIN_MAX_BYTES
+def _declared_length(request, limit) -> int | None:
+    """The body's Content-Length, refused past the cap before anything is read; None when chunked."""
+    meta = request.META
+    if not meta.get("CONTENT_LENGTH") and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise BadBody("Content-Length is not a number.") from None
     if length > limit:
         raise _too_large(limit)
+    return length
+
+
+def _read_capped(request, limit, *, chunked) -> bytes:
+    """At most limit + 1 bytes of the body: enough to tell one over the cap, never more.
+
+    A chunked body has no Content-Length, so Django's request stream reads as empty: it is read
+    from the server's input, which gunicorn ends where the body ends (wsgi.input_terminated).
+    """
+    stream = request
+    if chunked:
+        if not request.META.get("wsgi.input_terminated"):
+            raise BadBody(
+                "Send the body with a Content-Length header.",
+                code="length_required",
+                status=HTTPStatus.LENGTH_REQUIRED,
+            )
+        stream = request.META["wsgi.input"]
+    parts, size = [], 0
+    while size <= limit:
+        part = stream.read(limit + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def read_json_object(request, *, required=True) -> dict:
+    """The request's JSON object body, refused once it is over the cap: from Content-Length before
+    it is read, or while a chunked body is read."""
+    limit = settings.DEVICE_CHECKIN_MAX_BYTES
+    length = _declared_length(request, limit)
     if length == 0 and not required:
         return {}
     content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
@@ -83,9 +118,11 @@ def read_json_object(request, *, required=True) -> dict:
             code="unsupported_media_type",
             status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         )
-    raw = request.read(limit + 1)
+    raw = _read_capped(request, limit, chunked=length is None)
     if len(raw) > limit:
         raise _too_large(limit)
+    if not raw and not required:
+        return {}
     try:
         data = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
     except (ValueError, RecursionError):
@@ -169,7 +206,8 @@ def _device_from_token(request, scope):
 _ERRORS = {
     400: OpenApiResponse(schema.DeviceErrorOutput, description="Malformed body or invalid values."),
     401: OpenApiResponse(schema.DeviceErrorOutput, description="Unknown device or wrong/void credentials."),
-    413: OpenApiResponse(schema.DeviceErrorOutput, description="Body over 64 KiB."),
+    411: OpenApiResponse(schema.DeviceErrorOutput, description="Chunked body a server in front cannot pass on."),
+    413: OpenApiResponse(schema.DeviceErrorOutput, description="Body over 64 KiB (declared or read)."),
     415: OpenApiResponse(schema.DeviceErrorOutput, description="Body not sent as application/json."),
     429: OpenApiResponse(schema.DeviceErrorOutput, description="Rate limited; see retry_after and Retry-After."),
 }

@@ -188,3 +188,50 @@ def test_send_query_count(client, app_auth, linked_device, django_assert_max_num
     # application, device, savepoint pair, command insert, event insert: no per-link or per-app work.
     with django_assert_max_num_queries(6):
         send(client, linked_device.pk, {"name": "reboot"}, app_auth)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "set_interval"}, "params.seconds"),
+        ({"name": "set_interval", "params": {}}, "params.seconds"),
+        ({"name": "set_interval", "params": {"seconds": "abc"}}, "params.seconds"),
+        ({"name": "set_interval", "params": {"seconds": "30"}}, "params.seconds"),
+        ({"name": "set_interval", "params": {"seconds": 0}}, "params.seconds"),
+        ({"name": "set_interval", "params": {"seconds": 86_401}}, "params.seconds"),
+        ({"name": "set_interval", "params": {"seconds": 2.5}}, "params.seconds"),
+        ({"name": "set_interval", "params": {"seconds": True}}, "params.seconds"),
+        ({"name": "set_interval", "params": {"seconds": 30, "speed": 1}}, "params.speed"),
+        ({"name": "identify", "params": {"seconds": 601}}, "params.seconds"),
+        ({"name": "reboot", "params": {"force": True}}, "params.force"),
+    ],
+)
+def test_params_that_do_not_fit_the_commands_declaration_are_a_400_naming_them(
+    client, app_auth, linked_device, body, field
+):
+    response = send(client, linked_device.pk, body, app_auth)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert list(error["fields"]) == [field]
+    assert not Command.objects.exists()
+
+
+def test_declared_params_are_stored_with_their_defaults(client, app_auth, linked_device):
+    assert send(client, linked_device.pk, {"name": "identify"}, app_auth).json()["params"] == {"seconds": 10}
+    body = send(client, linked_device.pk, {"name": "set_interval", "params": {"seconds": 30.0}}, app_auth).json()
+    assert body["params"] == {"seconds": 30}
+
+
+def test_an_undeclared_product_command_takes_any_flat_params(client, app_auth, linked_device):
+    linked_device.product.commands = ["open_door"]
+    linked_device.product.save(update_fields=["commands"])
+    body = send(client, linked_device.pk, {"name": "open_door", "params": {"door": "front"}}, app_auth).json()
+    assert body["params"] == {"door": "front"}
+
+
+def test_the_schema_documents_each_commands_parameters(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    params = schema["components"]["schemas"]["CommandSendInputRequest"]["properties"]["params"]["description"]
+    assert "set_interval: seconds (a whole number from 1 to 86 400, required)" in params
+    assert "identify: seconds (a whole number from 1 to 600, default 10)" in params

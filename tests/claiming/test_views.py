@@ -262,6 +262,28 @@ def test_command_with_bad_params_is_a_form_error(owner_client, owner):
     assert not Command.objects.exists()
 
 
+@pytest.mark.parametrize("params", ["", '{"seconds": "abc"}', '{"seconds": 0}'])
+def test_command_params_that_do_not_fit_are_a_params_field_error(owner_client, owner, params):
+    device = DeviceFactory(owner=owner)
+    response = owner_client.post(
+        reverse("claiming:device-command", args=[device.pk]), {"name": "set_interval", "params": params}
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.context["command_form"].errors["params"] == [
+        "seconds is required: a whole number from 1 to 86 400, required."
+        if not params
+        else "seconds must be a whole number from 1 to 86 400."
+    ]
+    assert "from 1 to 86 400" in response.content.decode()
+    assert not Command.objects.exists()
+
+
+def test_the_command_form_lists_each_commands_parameters(owner_client, owner):
+    device = DeviceFactory(owner=owner)
+    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    assert "set_interval: seconds (a whole number from 1 to 86 400, required)" in html
+
+
 def test_owner_turns_pin_claiming_on_with_a_new_pin(owner_client, owner, other_owner):
     device = DeviceFactory(owner=owner, claimable=False)
     response = owner_client.post(

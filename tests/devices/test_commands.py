@@ -114,7 +114,7 @@ def test_ack_validates_status_and_result(owned_device, status, result):
 def test_expire_marks_overdue_open_commands_and_records_them(owned_device):
     overdue = command_send(device=owned_device, name="reboot")
     delivered = command_send(device=owned_device, name="identify")
-    fresh = command_send(device=owned_device, name="set_interval")
+    fresh = command_send(device=owned_device, name="set_interval", params={"seconds": 30})
     finished = command_send(device=owned_device, name="reboot")
     Command.objects.filter(pk=delivered.pk).update(status=CommandStatus.DELIVERED)
     Command.objects.filter(pk=finished.pk).update(status=CommandStatus.SUCCEEDED)

@@ -222,7 +222,7 @@ def test_expired_and_finished_commands_are_not_handed_out(client, owned_device, 
 def test_commands_are_handed_oldest_first(client, owned_device, token):
     names = ["reboot", "identify", "set_interval"]
     for name in names:
-        command_send(device=owned_device, name=name)
+        command_send(device=owned_device, name=name, params={"seconds": 30} if name == "set_interval" else None)
     assert [c["name"] for c in checkin(client, token).json()["commands"]] == names
 
 

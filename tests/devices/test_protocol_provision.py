@@ -6,7 +6,7 @@ from http import HTTPStatus
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -249,17 +249,53 @@ def test_csr_with_a_wrong_signature_is_refused(client, owned_device):
     assert owned_device.token_digest is None
 
 
-def test_csr_of_a_weak_rsa_key_is_refused(client, owned_device):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    csr = (
+def _csr_for(key, serial):
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) else hashes.SHA256()
+    return (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .sign(key, hashes.SHA256())
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, serial)]))
+        .sign(key, algorithm)
         .public_bytes(Encoding.PEM)
         .decode()
     )
-    response = provision(client, owned_device, {"attempt": 0, "csr": csr})
+
+
+ACCEPTED_KEYS = {
+    "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
+    "ed25519": ed25519.Ed25519PrivateKey.generate,
+    "rsa2048": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+}
+REFUSED_KEYS = {
+    "p192": lambda: ec.generate_private_key(ec.SECP192R1()),
+    "secp256k1": lambda: ec.generate_private_key(ec.SECP256K1()),
+    "p521": lambda: ec.generate_private_key(ec.SECP521R1()),
+    "rsa1024": lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024),
+    "ed448": ed448.Ed448PrivateKey.generate,
+    "dsa2048": lambda: dsa.generate_private_key(key_size=2048),
+}
+
+
+@pytest.mark.parametrize("make_key", ACCEPTED_KEYS.values(), ids=ACCEPTED_KEYS.keys())
+def test_csr_of_an_accepted_key_gets_a_certificate(client, owned_device, make_key):
+    key = make_key()
+    response = provision(client, owned_device, {"attempt": 0, "csr": _csr_for(key, owned_device.serial)})
+    assert response.status_code == HTTPStatus.OK, response.content
+    cert = x509.load_pem_x509_certificate(response.json()["credentials"]["certificate"].encode())
+    assert cert.public_key() == key.public_key()
+
+
+@pytest.mark.parametrize("make_key", REFUSED_KEYS.values(), ids=REFUSED_KEYS.keys())
+def test_csr_of_a_weak_or_unusual_key_is_refused_with_the_accepted_list(client, owned_device, make_key):
+    response = provision(client, owned_device, {"attempt": 0, "csr": _csr_for(make_key(), owned_device.serial)})
     assert response.status_code == HTTPStatus.BAD_REQUEST
+    error = response.json()["error"]
+    assert error["code"] == "csr_unsupported_key"
+    for name in ("P-256", "P-384", "Ed25519", "RSA of at least 2048 bits"):
+        assert name in error["message"]
+    owned_device.refresh_from_db()
+    assert owned_device.token_digest is None
+    assert not owned_device.certificate_serial
 
 
 # Limits
