@@ -8,6 +8,9 @@ from devices.models import Device, DeviceEvent, DeviceEventType
 # Events about one link are heard by that link's application only, on webhooks and in the API: the
 # others have no business knowing which applications a device is linked to.
 LINK_EVENTS = (DeviceEventType.LINKED, DeviceEventType.UNLINKED)
+# Events heard only by the application their data names: link events, and command.updated (an
+# application hears only of the commands it sent).
+PRIVATE_EVENTS = (*LINK_EVENTS, DeviceEventType.COMMAND_UPDATED)
 
 
 class CallbackAuthStyle(models.TextChoices):

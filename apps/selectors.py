@@ -16,7 +16,7 @@ from devices.selectors import device_list_for_owner
 from portal.errors import NotFound
 from portal.text import storable
 
-from .models import LINK_EVENTS, Application, AppLink, Connection, Delivery, DeliveryStatus, EndedLink
+from .models import PRIVATE_EVENTS, Application, AppLink, Connection, Delivery, DeliveryStatus, EndedLink
 
 
 class ApplicationNotFound(NotFound, Http404):
@@ -67,12 +67,13 @@ def applications_linked_to_device(device):
 # happened: a link, current or ended, whose [linked_at, unlinked_at] covers the event's time (the
 # unlink moment included, so the device.unlinked or device.released that ends a link reaches its
 # application). Links end at every change of owner, so a link never spans two ownerships. Events
-# about one link are its own application's only. Fan-out, replay and the events API all ask here.
+# about one link, and command.updated, are heard only by the application their data names.
+# Fan-out, replay and the events API all ask here.
 
 
 def _private_to(event_type, data, app_id) -> bool:
     """Whether an event that names an application is kept from the others."""
-    return event_type in LINK_EVENTS and (data or {}).get("application_id") != app_id
+    return event_type in PRIVATE_EVENTS and (data or {}).get("application_id") != app_id
 
 
 def event_audiences(events, *, applications=None) -> dict:
@@ -125,7 +126,7 @@ def events_heard_by(application):
     return (
         DeviceEvent.objects.filter(devices)
         .filter(Exists(current) | Exists(ended))
-        .filter(~Q(type__in=LINK_EVENTS) | Q(data__application_id=application.app_id))
+        .filter(~Q(type__in=PRIVATE_EVENTS) | Q(data__application_id=application.app_id))
     )
 
 

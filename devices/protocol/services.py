@@ -233,7 +233,8 @@ WITH dev AS (
 SELECT dev.id, dev.old_status, dev.first_use, dev.checkin_interval,
        set_config('synchronous_commit', %(synchronous_commit)s, true),
        (SELECT json_agg(json_build_object('id', c.id, 'name', c.name, 'params', c.params, 'status', c.status,
-                                          'expires_at', c.expires_at) ORDER BY c.created_at)
+                                          'expires_at', c.expires_at, 'sent_by_app', c.sent_by_app)
+                        ORDER BY c.created_at)
           FROM (SELECT * FROM {command}
                  WHERE device_id = dev.id AND status IN ('pending', 'delivered') AND expires_at > %(now)s
                  ORDER BY created_at LIMIT {COMMANDS_PER_ANSWER}) AS c)
@@ -270,6 +271,7 @@ def _checkin_postgresql(*, digest, values, ip, now):
             params=c["params"],
             status=c["status"],
             expires_at=parse_datetime(c["expires_at"]),
+            sent_by_app=c["sent_by_app"],
         )
         for c in open_commands or ()
     ]
@@ -335,7 +337,7 @@ def _checkin_portable(*, digest, values, ip, now):
                 expires_at__gt=now,
             )
             .order_by("created_at")
-            .only("id", "device_id", "name", "params", "status", "expires_at")[:COMMANDS_PER_ANSWER]
+            .only("id", "device_id", "name", "params", "status", "expires_at", "sent_by_app")[:COMMANDS_PER_ANSWER]
         )
     return device_id, old_status, used_at is None, interval, commands
 
@@ -394,7 +396,7 @@ def device_commands_fetch(*, device: Device) -> list[dict]:
                 expires_at__gt=timezone.now(),
             )
             .order_by("created_at")
-            .only("id", "device_id", "name", "params", "status", "expires_at")[:COMMANDS_PER_ANSWER]
+            .only("id", "device_id", "name", "params", "status", "expires_at", "sent_by_app")[:COMMANDS_PER_ANSWER]
         )
         commands_mark_delivered(device_id=device.pk, commands=commands)
     return [command_for_device(c) for c in commands]
