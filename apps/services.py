@@ -583,7 +583,7 @@ def webhook_payload(delivery) -> dict:
             "id": str(device.pk),
             "serial": device.serial,
             "product": device.product.slug,
-            "name": device.name,
+            "name": event.device_name,
         },
         "data": event.data,
     }
