@@ -1,12 +1,16 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from devices.models import Device, DeviceEvent, DeviceEventType
 
 # Events about one link are heard by that link's application only, on webhooks and in the API: the
 # others have no business knowing which applications a device is linked to.
 LINK_EVENTS = (DeviceEventType.LINKED, DeviceEventType.UNLINKED)
+# Events heard only by the application their data names: link events, and command.updated (an
+# application hears only of the commands it sent).
+PRIVATE_EVENTS = (*LINK_EVENTS, DeviceEventType.COMMAND_UPDATED)
 
 
 class CallbackAuthStyle(models.TextChoices):
@@ -85,7 +89,9 @@ class AppLink(models.Model):
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="links")
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="app_links")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When the application starts hearing the device's events; a link made within a claim dates
+    # from that claim's device.claimed, so the application hears it.
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["application", "device"], name="applink_unique")]
@@ -94,6 +100,27 @@ class AppLink(models.Model):
 
     def __str__(self):
         return f"{self.device_id} → {self.application_id}"
+
+
+class EndedLink(models.Model):
+    """A link that ended (unlink, reset, transfer): which of the device's events its application
+    heard, [linked_at, unlinked_at], kept after the link is gone. Append-only."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="ended_links")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    linked_at = models.DateTimeField()
+    unlinked_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # Fan-out: the links of a batch's devices that ended after its oldest event.
+            models.Index(fields=["device", "unlinked_at"], name="endedlink_device_time"),
+            # The events API: the devices an application heard.
+            models.Index(fields=["application", "device"], name="endedlink_app_device"),
+        ]
+
+    def __str__(self):
+        return f"{self.device_id} → {self.application_id} (ended)"
 
 
 class DeliveryStatus(models.TextChoices):

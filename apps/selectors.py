@@ -7,15 +7,16 @@ every service that takes an application from a person starts from it.
 
 from datetime import timedelta
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, DateTimeField, Exists, Max, OuterRef, Q, Value
 from django.http import Http404
 from django.utils import timezone
 
+from devices.models import DeviceEvent
 from devices.selectors import device_list_for_owner
 from portal.errors import NotFound
 from portal.text import storable
 
-from .models import Application, AppLink, Connection, Delivery, DeliveryStatus
+from .models import PRIVATE_EVENTS, Application, AppLink, Connection, Delivery, DeliveryStatus, EndedLink
 
 
 class ApplicationNotFound(NotFound, Http404):
@@ -58,6 +59,75 @@ def application_can_manage(user, application) -> bool:
 def applications_linked_to_device(device):
     """The applications `device` is linked to (the device's owner has checked who may see it)."""
     return Application.objects.filter(links__device=device).order_by("name")
+
+
+# --- which events an application hears ----------------------------------------------------------
+#
+# An application hears an event of a device only if the device was linked to it when the event
+# happened: a link, current or ended, whose [linked_at, unlinked_at] covers the event's time (the
+# unlink moment included, so the device.unlinked or device.released that ends a link reaches its
+# application). Links end at every change of owner, so a link never spans two ownerships. Events
+# about one link, and command.updated, are heard only by the application their data names.
+# Fan-out, replay and the events API all ask here.
+
+
+def _private_to(event_type, data, app_id) -> bool:
+    """Whether an event that names an application is kept from the others."""
+    return event_type in PRIVATE_EVENTS and (data or {}).get("application_id") != app_id
+
+
+def event_audiences(events, *, applications=None) -> dict:
+    """{event pk: [application pk, …]} for a batch of events, in two queries; `applications`
+    (a queryset) narrows the candidates, e.g. to those with a callback."""
+    if not events:
+        return {}
+    device_ids = {event.device_id for event in events}
+    earliest = min(event.created_at for event in events)
+    current = AppLink.objects.filter(device_id__in=device_ids)
+    ended = EndedLink.objects.filter(device_id__in=device_ids, unlinked_at__gte=earliest)
+    if applications is not None:
+        current = current.filter(application_id__in=applications.values("pk"))
+        ended = ended.filter(application_id__in=applications.values("pk"))
+    # One query for both: the current links with no end, then the ended ones.
+    current = current.annotate(unlinked_at=Value(None, output_field=DateTimeField())).values_list(
+        "device_id", "application_id", "application__app_id", "created_at", "unlinked_at"
+    )
+    ended = ended.values_list("device_id", "application_id", "application__app_id", "linked_at", "unlinked_at")
+    periods = {}
+    for device_id, *period in current.union(ended, all=True):
+        periods.setdefault(device_id, []).append(period)
+    audiences = {}
+    for event in events:
+        heard_by = []
+        for application_id, app_id, linked_at, unlinked_at in periods.get(event.device_id, ()):
+            covered = linked_at <= event.created_at and (unlinked_at is None or event.created_at <= unlinked_at)
+            if covered and application_id not in heard_by and not _private_to(event.type, event.data, app_id):
+                heard_by.append(application_id)
+        if heard_by:
+            audiences[event.pk] = heard_by
+    return audiences
+
+
+def events_heard_by(application):
+    """The same rule as a queryset of DeviceEvents, for the events API and replay."""
+    current = AppLink.objects.filter(
+        application=application, device_id=OuterRef("device_id"), created_at__lte=OuterRef("created_at")
+    )
+    ended = EndedLink.objects.filter(
+        application=application,
+        device_id=OuterRef("device_id"),
+        linked_at__lte=OuterRef("created_at"),
+        unlinked_at__gte=OuterRef("created_at"),
+    )
+    # The devices it ever heard first, so the time checks run on their events only.
+    devices = Q(device_id__in=AppLink.objects.filter(application=application).values("device_id")) | Q(
+        device_id__in=EndedLink.objects.filter(application=application).values("device_id")
+    )
+    return (
+        DeviceEvent.objects.filter(devices)
+        .filter(Exists(current) | Exists(ended))
+        .filter(~Q(type__in=PRIVATE_EVENTS) | Q(data__application_id=application.app_id))
+    )
 
 
 def application_lists_for_owner(user) -> dict:

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -41,7 +41,6 @@ from portal.secrets import decrypt, encrypt, keyed_digest, random_crockford, ran
 
 from . import ssrf
 from .models import (
-    LINK_EVENTS,
     Application,
     AppLink,
     CallbackAuthStyle,
@@ -49,8 +48,9 @@ from .models import (
     ConnectLink,
     Delivery,
     DeliveryStatus,
+    EndedLink,
 )
-from .selectors import application_list_for_owner
+from .selectors import application_list_for_owner, event_audiences, events_heard_by
 
 logger = logging.getLogger(__name__)
 
@@ -309,15 +309,18 @@ def _visible_to(application, user):
 
 
 @transaction.atomic
-def device_link(*, device, application, actor) -> AppLink:
+def device_link(*, device, application, actor, linked_at=None) -> AppLink:
     """Links the device to the application, so it hears the device's events and may act on it.
 
     Only the device's owner may link it, and only to an application they can see. Linking twice
-    changes nothing. Records `device.linked`.
+    changes nothing. Records `device.linked`. `linked_at` dates a link made within a claim from
+    that claim's device.claimed, which the application then hears.
     """
     _device_owned_by(device, actor)
     _visible_to(application, actor)
-    link, created = AppLink.objects.get_or_create(device=device, application=application)
+    link, created = AppLink.objects.get_or_create(
+        device=device, application=application, defaults={"created_at": linked_at or timezone.now()}
+    )
     if created:
         event_record(device=device, type=DeviceEventType.LINKED, data={"application_id": application.app_id})
         logger.info("device.linked", extra={"device_id": str(device.pk), "app_id": application.app_id})
@@ -345,11 +348,10 @@ def device_links_remove(*, device, actor=None) -> int:
 
 
 def _links_delete(*, device, links, reason):
-    """Records `device.unlinked` for each link, then removes the links.
+    """Records `device.unlinked` for each link, then ends the links.
 
-    Before a link goes, the device's events not relayed yet (this unlink, and e.g. the reset just
-    recorded) are fanned out to that application now: by the time the relay runs, the link that
-    says who should hear them is gone.
+    Each ended link is kept (EndedLink) with its time span, so events recorded while it lasted,
+    this unlink included, still reach its application however late the relay runs.
     """
     events_record(
         [
@@ -361,12 +363,15 @@ def _links_delete(*, device, links, reason):
             for link in links
         ]
     )
-    unrelayed = list(
-        DeviceEvent.objects.filter(device=device, handled_at__isnull=True)
-        .select_related("device")
-        .order_by("created_at")
+    unlinked_at = timezone.now()
+    EndedLink.objects.bulk_create(
+        [
+            EndedLink(
+                application_id=link.application_id, device=device, linked_at=link.created_at, unlinked_at=unlinked_at
+            )
+            for link in links
+        ]
     )
-    _fan_out(unrelayed, application_ids={link.application_id for link in links})
     AppLink.objects.filter(pk__in=[link.pk for link in links]).delete()
     for link in links:
         logger.info("device.unlinked", extra={"device_id": str(device.pk), "app_id": link.application.app_id})
@@ -442,34 +447,24 @@ def connection_remove(*, application, user) -> None:
 
 
 def deliveries_fan_out(events):
-    """Outbox consumer: one Delivery per (event, linked application with a callback, not paused).
+    """Outbox consumer: one Delivery per (event, application that hears it, with a callback, not
+    paused); who hears what is `event_audiences`.
 
     Written in bulk; the unique (event, application) pair makes a second hand-over of the same
     event a no-op. Sends are queued after commit.
     """
-    _fan_out(events)
-
-
-def _fan_out(events, *, application_ids=None):
     if not events:
         return 0
-    links = AppLink.objects.filter(
-        device_id__in={event.device_id for event in events}, application__paused_at__isnull=True
-    ).exclude(application__callback_url="")
-    if application_ids is not None:
-        links = links.filter(application_id__in=application_ids)
-    apps_by_device = {}
-    for device_id, application_id, app_id in links.values_list("device_id", "application_id", "application__app_id"):
-        apps_by_device.setdefault(device_id, []).append((application_id, app_id))
-    if not apps_by_device:
+    receivers = Application.objects.filter(paused_at__isnull=True).exclude(callback_url="")
+    audiences = event_audiences(events, applications=receivers)
+    if not audiences:
         return 0
     # Fresh rows carry this lease, which tells them apart from rows an earlier hand-over wrote.
     lease = timezone.now() + ENQUEUE_LEASE
     rows = [
         Delivery(application_id=application_id, event=event, event_type=event.type, next_attempt_at=lease)
         for event in events
-        for application_id, app_id in apps_by_device.get(event.device_id, ())
-        if event.type not in LINK_EVENTS or (event.data or {}).get("application_id") == app_id
+        for application_id in audiences.get(event.pk, ())
     ]
     Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
     ids = list(
@@ -514,6 +509,12 @@ def _requeue(queryset) -> int:
     return len(ids)
 
 
+def _replayable(application):
+    """The application's deliveries it may be sent again: tests, and events it hears."""
+    heard = events_heard_by(application).values("pk")
+    return Delivery.objects.filter(application=application).filter(Q(event__isnull=True) | Q(event_id__in=heard))
+
+
 @transaction.atomic
 def delivery_retry(*, delivery) -> None:
     """Sends one delivery again at once, with a fresh schedule."""
@@ -521,6 +522,8 @@ def delivery_retry(*, delivery) -> None:
         raise Conflict("This delivery has already succeeded.", code="delivery_succeeded")
     if not delivery.application.callback_url:
         raise Conflict("Set a callback URL first.", code="no_callback")
+    if not _replayable(delivery.application).filter(pk=delivery.pk).exists():
+        raise Conflict("This application does not hear this event.", code="event_not_heard")
     _requeue(Delivery.objects.filter(pk=delivery.pk).exclude(status=DeliveryStatus.SUCCEEDED))
 
 
@@ -530,7 +533,7 @@ def deliveries_replay_failed(*, application) -> int:
     if not application.callback_url:
         raise Conflict("Set a callback URL first.", code="no_callback")
     total = 0
-    failed = Delivery.objects.filter(application=application, status=DeliveryStatus.FAILED)
+    failed = _replayable(application).filter(status=DeliveryStatus.FAILED)
     while batch := _requeue(failed):
         total += batch
     return total
@@ -580,7 +583,7 @@ def webhook_payload(delivery) -> dict:
             "id": str(device.pk),
             "serial": device.serial,
             "product": device.product.slug,
-            "name": device.name,
+            "name": event.device_name,
         },
         "data": event.data,
     }

@@ -230,10 +230,10 @@ def _claim(*, user, candidates, via, application, ip, actor=None, kind=Ownership
     data = {"via": via}
     if application is not None:
         data["application_id"] = application.app_id
-    events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data) for device in won])
+    claimed = events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data) for device in won])
     if application is not None:
-        for device in won:
-            app_services.device_link(device=device, application=application, actor=user)
+        for device, event in zip(won, claimed, strict=True):
+            app_services.device_link(device=device, application=application, actor=user, linked_at=event.created_at)
     logger.info("claim.claimed", extra={"user_id": user.pk, "devices": len(won), "via": via})
     return won
 
@@ -333,9 +333,9 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
     data = {"via": "pin"}
     if application is not None:
         data["application_id"] = application.app_id
-    events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data)])
+    [claimed] = events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data)])
     if application is not None:
-        app_services.device_link(device=device, application=application, actor=user)
+        app_services.device_link(device=device, application=application, actor=user, linked_at=claimed.created_at)
     logger.info("claim.claimed", extra={"user_id": user.pk, "devices": 1, "via": "pin"})
     return device
 

@@ -47,6 +47,10 @@ def command_event_data(command: Command) -> dict:
         "status": command.status,
         "params": command.params,
     }
+    if command.sent_by_app:
+        # Only the application that sent a command hears of it (it names the application as the
+        # link events do); an owner's commands are heard by none.
+        data["application_id"] = command.sent_by_app
     if command.status in FINAL_STATUSES:
         data["result"] = command.result
     return data
@@ -129,7 +133,7 @@ def commands_open_for_device(*, device_id) -> list[Command]:
     return list(
         Command.objects.filter(device_id=device_id, status__in=OPEN_STATUSES, expires_at__gt=timezone.now())
         .order_by("created_at")
-        .only("id", "device_id", "name", "params", "status", "expires_at", "created_at")
+        .only("id", "device_id", "name", "params", "status", "expires_at", "created_at", "sent_by_app")
     )
 
 

@@ -224,6 +224,9 @@ class DeviceEvent(models.Model):
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="events", db_index=False)
     type = models.CharField(max_length=32, choices=DeviceEventType.choices)
     data = models.JSONField(default=dict, blank=True)
+    # The owner's nickname when the event happened: a retry or replay after a change of owner
+    # must not carry the next owner's name, which the device row has by then.
+    device_name = models.CharField(max_length=80, blank=True, default="")
     created_at = models.DateTimeField(db_index=True)
     handled_at = models.DateTimeField(null=True, blank=True)
 

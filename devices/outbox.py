@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from .models import DeviceEvent
+from .models import Device, DeviceEvent
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,18 @@ def relay_schedule():
         logger.error("outbox.relay_publish_failed", exc_info=True)
 
 
-def events_record(events):
-    """Stores DeviceEvents (unsaved instances) and schedules the relay once the transaction commits."""
+def events_record(events, *, names=None):
+    """Stores DeviceEvents (unsaved instances) with the device's name of the moment, and schedules
+    the relay once the transaction commits. `names` ({device id: name}) spares reading the names
+    of devices the caller has not loaded but has read."""
     now = timezone.now()
+    names = dict(names or {})
+    unloaded = {e.device_id for e in events if not DeviceEvent.device.is_cached(e) and e.device_id not in names}
+    if unloaded:
+        names.update(Device.objects.filter(pk__in=unloaded).values_list("pk", "name"))
     for event in events:
         event.created_at = event.created_at or now
+        event.device_name = event.device.name if DeviceEvent.device.is_cached(event) else names.get(event.device_id, "")
     DeviceEvent.objects.bulk_create(events)
     transaction.on_commit(relay_schedule, robust=True)
     return events

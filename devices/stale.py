@@ -119,11 +119,11 @@ WITH looked_at AS (
              WHERE s.status = 'online' AND s.stale_check_at <= %(now)s
              LIMIT %(limit)s
                FOR UPDATE OF s SKIP LOCKED))
-    RETURNING d.id, d.owner_id, d.last_seen_at, d.status = 'offline' AS went_offline
+    RETURNING d.id, d.owner_id, d.last_seen_at, d.name, d.status = 'offline' AS went_offline
 ), events AS (
-    INSERT INTO {event} (id, device_id, type, data, created_at)
+    INSERT INTO {event} (id, device_id, type, data, device_name, created_at)
     SELECT gen_random_uuid(), id, 'device.offline',
-           jsonb_build_object('last_seen_at', last_seen_at, 'previous_status', 'online'), %(now)s
+           jsonb_build_object('last_seen_at', last_seen_at, 'previous_status', 'online'), name, %(now)s
       FROM looked_at WHERE went_offline
 )
 SELECT id, owner_id, last_seen_at, went_offline FROM looked_at
@@ -152,7 +152,7 @@ def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
     rows = list(
         Device.objects.filter(status=DeviceStatus.ONLINE, last_seen_at__lt=threshold)
         .order_by()
-        .values_list("id", "owner_id", "last_seen_at")[:limit]
+        .values_list("id", "owner_id", "last_seen_at", "name")[:limit]
     )
     for start in range(0, len(rows), _IN_CHUNK):
         ids = [row[0] for row in rows[start : start + _IN_CHUNK]]
@@ -165,7 +165,8 @@ def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
                 data={"last_seen_at": last_seen_at.isoformat(), "previous_status": DeviceStatus.ONLINE},
                 created_at=now,
             )
-            for device_id, _, last_seen_at in rows
-        ]
+            for device_id, _, last_seen_at, _name in rows
+        ],
+        names={row[0]: row[3] for row in rows},
     )
-    return rows, len(rows)
+    return [row[:3] for row in rows], len(rows)

@@ -7,11 +7,12 @@ device the application may not see is a 404 everywhere, whether it exists or not
 
 from datetime import timedelta
 
-from django.db.models import F, Q, Subquery
+from django.db.models import Subquery
 from django.utils import timezone
 
-from apps.models import LINK_EVENTS, Application, AppLink
-from devices.models import Command, Device, DeviceEvent, Reading
+from apps.models import Application, AppLink
+from apps.selectors import events_heard_by
+from devices.models import Command, Device, Reading
 from portal.errors import NotFound
 
 EVENTS_DEFAULT_WINDOW = timedelta(hours=24)
@@ -68,18 +69,12 @@ def command_get_for_application(application: Application, device: Device, pk) ->
 
 
 def event_list_for_application(application: Application, *, since=None):
-    """Events of the devices `application` may see, recorded since each device was linked to it.
+    """The events `application` hears (`apps.selectors.events_heard_by`, the rule webhooks follow
+    too), recorded since `since` (default: the last 24 hours).
 
-    The link's creation time bounds the history: an application does not read what a device did
-    before it was linked. Events about a link are its own application's only, as on webhooks.
-    Default window: the last 24 hours.
+    They stay listed after the device was unlinked, reset or passed on: its last events, the
+    device.unlinked or device.released that ended the link, are how a polling application learns
+    the device left.
     """
     since = since or timezone.now() - EVENTS_DEFAULT_WINDOW
-    return (
-        DeviceEvent.objects.filter(device__in=device_list_for_application(application).values("pk"))
-        # One filter() call, so both conditions apply to the same AppLink row.
-        .filter(device__app_links__application=application, created_at__gte=F("device__app_links__created_at"))
-        .filter(created_at__gte=since)
-        .filter(~Q(type__in=LINK_EVENTS) | Q(data__application_id=application.app_id))
-        .select_related("device__product")
-    )
+    return events_heard_by(application).filter(created_at__gte=since).select_related("device__product")

@@ -136,10 +136,12 @@ COMMAND_SEND_EXAMPLE = OpenApiExample(
 
 
 class EventDeviceOutput(serializers.Serializer):
-    id = serializers.UUIDField()
-    serial = serializers.CharField()
-    product = serializers.CharField(source="product.slug")
-    name = serializers.CharField()
+    """The device as it was when the event happened (read from the event)."""
+
+    id = serializers.UUIDField(source="device_id")
+    serial = serializers.CharField(source="device.serial")
+    product = serializers.CharField(source="device.product.slug")
+    name = serializers.CharField(source="device_name", help_text="The owner's name for the device at the event's time.")
 
 
 class EventOutput(serializers.Serializer):
@@ -147,7 +149,7 @@ class EventOutput(serializers.Serializer):
 
     id = serializers.UUIDField(help_text="Also the `webhook-id` of the same event delivered to your callback.")
     type = serializers.ChoiceField(choices=DeviceEventType.choices)
-    device = EventDeviceOutput()
+    device = EventDeviceOutput(source="*")
     created_at = serializers.DateTimeField()
     data = serializers.DictField()
 

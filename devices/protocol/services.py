@@ -218,22 +218,23 @@ WITH dev AS (
                ELSE %(now)s + p.offline_after * interval '1 second' END
       FROM {device} AS old, {product} AS p
      WHERE d.token_digest = %(digest)s AND old.id = d.id AND p.id = d.product_id
-    RETURNING d.id, p.checkin_interval, old.status AS old_status, old.token_used_at IS NULL AS first_use
+    RETURNING d.id, d.name, p.checkin_interval, old.status AS old_status, old.token_used_at IS NULL AS first_use
 ), reading AS (
     INSERT INTO {reading} (device_id, recorded_at, "values")
     SELECT id, %(now)s, %(values)s::jsonb FROM dev
 ), events AS (
-    INSERT INTO {event} (id, device_id, type, data, created_at)
-    SELECT %(data_event_id)s::uuid, id, 'device.data', %(data)s::jsonb, %(now)s FROM dev
+    INSERT INTO {event} (id, device_id, type, data, device_name, created_at)
+    SELECT %(data_event_id)s::uuid, id, 'device.data', %(data)s::jsonb, name, %(now)s FROM dev
     UNION ALL
     SELECT %(online_event_id)s::uuid, id, 'device.online', jsonb_build_object('previous_status', old_status),
-           %(now)s
+           name, %(now)s
       FROM dev WHERE old_status <> 'online'
 )
 SELECT dev.id, dev.old_status, dev.first_use, dev.checkin_interval,
        set_config('synchronous_commit', %(synchronous_commit)s, true),
        (SELECT json_agg(json_build_object('id', c.id, 'name', c.name, 'params', c.params, 'status', c.status,
-                                          'expires_at', c.expires_at) ORDER BY c.created_at)
+                                          'expires_at', c.expires_at, 'sent_by_app', c.sent_by_app)
+                        ORDER BY c.created_at)
           FROM (SELECT * FROM {command}
                  WHERE device_id = dev.id AND status IN ('pending', 'delivered') AND expires_at > %(now)s
                  ORDER BY created_at LIMIT {COMMANDS_PER_ANSWER}) AS c)
@@ -270,6 +271,7 @@ def _checkin_postgresql(*, digest, values, ip, now):
             params=c["params"],
             status=c["status"],
             expires_at=parse_datetime(c["expires_at"]),
+            sent_by_app=c["sent_by_app"],
         )
         for c in open_commands or ()
     ]
@@ -292,13 +294,19 @@ def _checkin_portable(*, digest, values, ip, now):
             Device.objects.select_for_update()
             .filter(token_digest=digest)
             .values_list(
-                "id", "status", "token_used_at", "stale_check_at", "product__checkin_interval", "product__offline_after"
+                "id",
+                "status",
+                "token_used_at",
+                "stale_check_at",
+                "product__checkin_interval",
+                "product__offline_after",
+                "name",
             )
             .first()
         )
         if row is None:
             raise Unauthenticated()
-        device_id, old_status, used_at, stale_check_at, interval, offline_after = row
+        device_id, old_status, used_at, stale_check_at, interval, offline_after, name = row
         Device.objects.filter(pk=device_id).update(
             last_seen_at=now,
             last_ip=ip,
@@ -327,7 +335,7 @@ def _checkin_portable(*, digest, values, ip, now):
                     created_at=now,
                 )
             )
-        outbox.events_record(events)
+        outbox.events_record(events, names={device_id: name})
         commands = list(
             Command.objects.filter(
                 device_id=device_id,
@@ -335,7 +343,7 @@ def _checkin_portable(*, digest, values, ip, now):
                 expires_at__gt=now,
             )
             .order_by("created_at")
-            .only("id", "device_id", "name", "params", "status", "expires_at")[:COMMANDS_PER_ANSWER]
+            .only("id", "device_id", "name", "params", "status", "expires_at", "sent_by_app")[:COMMANDS_PER_ANSWER]
         )
     return device_id, old_status, used_at is None, interval, commands
 
@@ -394,7 +402,7 @@ def device_commands_fetch(*, device: Device) -> list[dict]:
                 expires_at__gt=timezone.now(),
             )
             .order_by("created_at")
-            .only("id", "device_id", "name", "params", "status", "expires_at")[:COMMANDS_PER_ANSWER]
+            .only("id", "device_id", "name", "params", "status", "expires_at", "sent_by_app")[:COMMANDS_PER_ANSWER]
         )
         commands_mark_delivered(device_id=device.pk, commands=commands)
     return [command_for_device(c) for c in commands]

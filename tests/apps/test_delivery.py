@@ -321,7 +321,8 @@ def test_fan_out_is_a_few_queries_for_a_batch(hooked_app, django_assert_num_quer
     for _ in range(50):
         event_record(device=hooked_app.device, type="device.data")
     events = list(DeviceEvent.objects.select_related("device"))
-    # links of the devices; one INSERT for the batch (ignore_conflicts); the fresh rows' ids
+    # the links of the devices, current and ended (one UNION); one INSERT for the batch
+    # (ignore_conflicts); the fresh rows' ids
     with django_assert_num_queries(3):
         services.deliveries_fan_out(events)
     assert Delivery.objects.count() == 50
