@@ -33,11 +33,11 @@ def test_an_application_hears_only_of_its_own_commands(client, owner, receiver, 
     receiver.expect_request("/other").respond_with_data("ok")
     sender = ApplicationFactory(owner=owner, callback_url=hook_url(receiver, "/mine"))
     other = ApplicationFactory(owner=owner, callback_url=hook_url(receiver, "/other"))
-    device = DeviceFactory(owner=owner, product__commands=["reboot"])
+    device = DeviceFactory(owner=owner, product__commands=["reboot", "identify"])
     for application in (sender, other):
         services.device_link(device=device, application=application, actor=owner)
     command_send(device=device, name="reboot", sent_by_user=owner)
-    mine = command_send(device=device, name="reboot", params={"delay": 5}, sent_by_app=sender.app_id)
+    mine = command_send(device=device, name="identify", params={"seconds": 5}, sent_by_app=sender.app_id)
     assert checkin(client, provision_token(client, device)).status_code == 200  # both become delivered
 
     deliver_everything()
