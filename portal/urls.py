@@ -25,7 +25,7 @@ urlpatterns = [
     path("healthz", include("apps.health_urls")),
     # Clients of the API and the device protocol read JSON, also for a path that does not exist and
     # also under DEBUG (whose own 404 page is HTML).
-    re_path(r"^(?:api|device)/", views.page_not_found, name="machine-not-found"),
+    re_path(r"^(?:api|device)/", views.machine_not_found, name="machine-not-found"),
 ]
 
 handler400 = "portal.views.bad_request"

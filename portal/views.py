@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.template import loader
 from django.views.decorators.cache import cache_control
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from .http import json_error
@@ -49,6 +50,13 @@ def permission_denied(request, exception=None):
 
 def page_not_found(request, exception=None):
     return _error_page(request, 404, "Not found", "There is nothing here. Check the address, or go back home.")
+
+
+@csrf_exempt
+def machine_not_found(request, exception=None):
+    """Any method to an unknown /api/ or /device/ path: a JSON 404, never the CSRF refusal a POST
+    from a client without a session would otherwise get."""
+    return page_not_found(request, exception)
 
 
 def server_error(request):

@@ -22,9 +22,12 @@ def test_unknown_page_is_a_friendly_404(client, settings):
 @pytest.mark.django_db
 @pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("path", ["/api/v1/nothing-here", "/api/v1/devices/not,a-uuid", "/device/v1/nope"])
-def test_unknown_api_path_answers_json_404(client, settings, debug, path):
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_unknown_api_path_answers_json_404(settings, debug, path, method):
+    from django.test import Client
+
     settings.DEBUG = debug
-    response = client.get(path)
+    response = getattr(Client(enforce_csrf_checks=True), method)(path)
     assert response.status_code == HTTPStatus.NOT_FOUND
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "not_found"
