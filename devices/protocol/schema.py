@@ -60,7 +60,8 @@ class DeviceProvisionInput(serializers.Serializer):
     )
     csr = serializers.CharField(
         required=False,
-        help_text="PEM certificate signing request for an EC P-256 (recommended) or P-384, Ed25519, or RSA "
+        allow_null=True,
+        help_text="Absent or null: no certificate. A PEM certificate signing request for an EC P-256 (recommended) or P-384, Ed25519, or RSA "
         "≥ 2048-bit key (any other: csr_unsupported_key). Only its public key is used; a CN, if any, must be "
         "the device's serial.",
     )

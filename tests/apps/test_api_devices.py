@@ -133,6 +133,8 @@ def test_list_filters_by_seen_since(client, owner, application, app_auth):
         ({"product": "not a slug"}, "product"),
         ({"seen_since": "yesterday"}, "seen_since"),
         ({"cursor": "garbage"}, "cursor"),
+        ({"status": ""}, "status"),
+        ({"seen_since": ""}, "seen_since"),
     ],
 )
 def test_list_rejects_bad_filters_naming_the_field(client, app_auth, params, field):

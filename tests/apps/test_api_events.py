@@ -155,3 +155,9 @@ def test_query_count_does_not_grow_with_page_size(
     with django_assert_max_num_queries(2):
         response = client.get(EVENTS_URL, {"limit": page_size}, **app_auth)
     assert len(response.json()["results"]) == page_size
+
+
+def test_an_empty_since_is_a_400_not_the_default_window(client, app_auth):
+    response = client.get(EVENTS_URL, {"since": ""}, **app_auth)
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"since": ["Give a value, or leave the parameter out."]}

@@ -323,3 +323,10 @@ def test_provision_body_over_the_limit_is_refused(client, device):
         PROVISION_URL, data=body, content_type="application/json", **basic(device.serial, device.raw_factory_key)
     )
     assert response.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+def test_a_null_csr_is_as_no_csr(client, owned_device):
+    response = provision(client, owned_device, {"attempt": 0, "csr": None})
+    assert response.status_code == HTTPStatus.OK
+    credentials = response.json()["credentials"]
+    assert credentials["token"] and credentials["certificate"] is None
