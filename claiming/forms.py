@@ -102,7 +102,7 @@ class PinSettingsForm(forms.Form):
         min_length=PIN_MIN_LENGTH,
         max_length=PIN_MAX_LENGTH,
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
-        help_text=f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits.",
+        help_text=f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits; 6 or more are far harder to guess.",
     )
     claimable = forms.BooleanField(
         label="Anyone with the serial number and this PIN may claim the device",
