@@ -75,6 +75,7 @@ class ClaimPinForm(ApplicationChoiceMixin, forms.Form):
         label="Serial number",
         max_length=64,
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
+        help_text="As printed on the label; case does not matter.",
     )
     pin = forms.CharField(
         label="PIN",

@@ -46,8 +46,10 @@ def guess_count(*, user, ip) -> list[str]:
 
 
 def _serial_key(serial):
-    # Serials may hold characters a cache key must not; a digest also keeps them out of Redis.
-    return keyed_digest(serial, purpose="claim-serial")[:32]
+    # Counted as the serial is read (case and spaces ignored, as the claim's lookup does), so
+    # changing the case buys no more guesses. Serials may hold characters a cache key must not;
+    # a digest also keeps them out of Redis.
+    return keyed_digest(serial.strip().upper(), purpose="claim-serial")[:32]
 
 
 def _pin_lock_key(serial):

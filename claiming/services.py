@@ -199,9 +199,20 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
     return won
 
 
+def _device_by_serial_as_read(serial):
+    """The device whose serial reads as `serial` on its label, case ignored; the exact spelling
+    wins when two serials differ only in case, and with several others none does."""
+    matches = list(Device.objects.select_related("product").filter(serial__iexact=serial)[:5])
+    exact = [device for device in matches if device.serial == serial]
+    if exact:
+        return exact[0]
+    return matches[0] if len(matches) == 1 else None
+
+
 @transaction.atomic
 def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) -> Device:
-    """Claims one device by its serial number and PIN (seed 002).
+    """Claims one device by its serial number and PIN (seed 002). The serial is matched as the
+    label would be read: case and surrounding spaces ignored.
 
     Only a `claimable` device with a PIN can be claimed; success clears the PIN. When the
     owner turned claiming back on with a new PIN, the device is handed over: the previous owner's
@@ -221,7 +232,7 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         ratelimit.forgive(*guess)  # turned away unjudged: it counts nowhere
         raise
     guess.extend(serial_guess)
-    device = Device.objects.select_related("product").filter(serial=serial).first()
+    device = _device_by_serial_as_read(serial)
     # The digest is computed even for an unknown serial so both paths take the same time.
     offered = pin_digest(pin)
     pin_ok = device is not None and bool(device.pin_digest) and hmac.compare_digest(offered, device.pin_digest)
