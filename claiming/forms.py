@@ -76,6 +76,7 @@ class ClaimPinForm(ApplicationChoiceMixin, forms.Form):
         label="Serial number",
         max_length=64,
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
+        help_text="As printed on the label; case does not matter.",
     )
     pin = forms.CharField(
         label="PIN",
@@ -103,7 +104,7 @@ class PinSettingsForm(forms.Form):
         min_length=PIN_MIN_LENGTH,
         max_length=PIN_MAX_LENGTH,
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
-        help_text=f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits.",
+        help_text=f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits; 6 or more are far harder to guess.",
     )
     claimable = forms.BooleanField(
         label="Anyone with the serial number and this PIN may claim the device",

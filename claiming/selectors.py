@@ -6,28 +6,35 @@ Every function takes a device the caller already got from `devices.selectors.dev
 from apps.models import AppLink
 from devices.models import Command
 
-from .models import OwnershipEvent, Transfer
+from .models import OwnershipEvent, OwnershipEventKind, Transfer
 
 HISTORY_LIMIT = 50
 COMMAND_LIMIT = 20
 
 
 def ownership_history_for_device(device, *, viewer, limit=HISTORY_LIMIT):
-    """The device's ownership events, newest first, with who did it said from `viewer`'s side.
+    """The device's ownership events, newest first, each with `whom`: who did it, said from
+    `viewer`'s side ("by you", "by support", "by another account"; a transfer is said by where it
+    went: "to you" for its recipient, "to another account" for anyone else).
 
-    Earlier owners are not named: an owner sees "you", "support" (staff) or "another account".
+    Earlier owners are not named. `is_viewer` marks the viewer's own actions, whose address and
+    detail they may see.
     """
     events = list(OwnershipEvent.objects.filter(device=device).select_related("actor").order_by("-created_at")[:limit])
     for event in events:
         event.is_viewer = event.actor_id == viewer.pk
-        if event.is_viewer:
-            event.actor_label = "You"
+        if event.kind == OwnershipEventKind.TRANSFERRED:
+            # Recorded by its recipient, who accepted it; "transferred by you" would read as if
+            # they had given the device away.
+            event.whom = "to you" if event.owner_id == viewer.pk else "to another account"
+        elif event.is_viewer:
+            event.whom = "by you"
         elif event.actor is not None and event.actor.is_staff:
-            event.actor_label = "Support"
+            event.whom = "by support"
         elif event.actor_id is None:
-            event.actor_label = "System"
+            event.whom = "by the system"
         else:
-            event.actor_label = "Another account"
+            event.whom = "by another account"
     return events
 
 

@@ -7,13 +7,11 @@ an OwnershipEvent and a DeviceEvent (`device.claimed` / `device.released`) in it
 
 import hmac
 import logging
-import time
 from datetime import timedelta
 from http import HTTPStatus
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
@@ -31,20 +29,10 @@ from portal import ratelimit
 from portal.errors import ApplicationError, Conflict, NotFound, Throttled, ValidationError
 from portal.secrets import keyed_digest, random_token
 
+from . import limits
 from .models import OwnershipEvent, OwnershipEventKind, Transfer
 
 logger = logging.getLogger(__name__)
-
-# Failed guesses (wrong code, unknown serial, wrong PIN) allowed per window before HTTP 429. Each
-# attempt counts until it proves right, so attempts still being judged count too.
-FAILURES_PER_USER = (10, 15 * 60)
-FAILURES_PER_IP = (30, 15 * 60)
-# A serial whose PIN fails this often in the window is locked for PIN claims for LOCK_SECONDS.
-# Counted by serial, not by device, so an unknown serial locks the same way and nothing leaks.
-PIN_FAILURES_PER_SERIAL = (10, 60 * 60)
-PIN_LOCK_SECONDS = 60 * 60
-# Answered while more PIN attempts on one serial are being judged at once than the limit allows.
-PIN_BUSY_RETRY_SECONDS = 5
 
 # Written by every change of owner in the same conditional UPDATE that moves the device: the PIN
 # goes with the claim flag, since the previous owner (or whoever read the label) still knows it.
@@ -88,68 +76,8 @@ class EmailNotVerified(ApplicationError):
 # --- limits ------------------------------------------------------------------------------------
 
 
-def _guess_count(*, user, ip) -> list[str]:
-    """Counts a claim attempt against the user's and the IP's limits before it is judged (Throttled
-    past them); ratelimit.forgive takes it back once the code or PIN proves right."""
-    counters = []
-    if user is not None:
-        counters.append(("claim-fail-user", str(user.pk), *FAILURES_PER_USER))
-    if ip:
-        counters.append(("claim-fail-ip", ip, *FAILURES_PER_IP))
-    return ratelimit.attempts(counters)
-
-
 def _rejection_log(*, user, reason):
     logger.warning("claim.rejected", extra={"reason": reason, "user_id": getattr(user, "pk", None)})
-
-
-def _serial_key(serial):
-    # Serials may hold characters a cache key must not; a digest also keeps them out of Redis.
-    return keyed_digest(serial, purpose="claim-serial")[:32]
-
-
-def _pin_lock_key(serial):
-    return f"claim:pin-lock:{_serial_key(serial)}"
-
-
-def _pin_lock_check(serial):
-    # The value is the lock's end, so the check follows the clock even where the cache's own expiry
-    # (Redis TTLs) would not.
-    locked_until = cache.get(_pin_lock_key(serial))
-    if locked_until and locked_until > time.time():
-        raise Throttled(
-            "Too many wrong PINs were tried for this serial number. PIN claiming is paused for an hour.",
-            retry_after=PIN_LOCK_SECONDS,
-        )
-
-
-def _pin_guess_count(serial) -> str:
-    """Counts a PIN attempt on `serial` before it is judged; returns the counter's key for
-    ratelimit.forgive and _pin_wrong."""
-    limit, window = PIN_FAILURES_PER_SERIAL
-    try:
-        return ratelimit.attempt("claim-pin-serial", _serial_key(serial), limit=limit, window=window)
-    except Throttled:
-        # Over the limit only while attempts are still being judged: a wrong one among them locks
-        # the serial (_pin_wrong), and right ones will be taken back, so this one may try again soon.
-        raise Throttled(
-            "Too many PINs are being tried for this serial number right now. Try again in a few seconds.",
-            retry_after=PIN_BUSY_RETRY_SECONDS,
-        ) from None
-
-
-def _pin_wrong(serial, key):
-    """A wrong PIN: the one that brings the serial's count to the limit locks it for an hour. Only
-    wrong PINs lock: people entering the right one at once are not turned into a lock."""
-    if (cache.get(key) or 0) >= PIN_FAILURES_PER_SERIAL[0]:
-        cache.set(_pin_lock_key(serial), time.time() + PIN_LOCK_SECONDS, timeout=PIN_LOCK_SECONDS)
-        logger.warning("claim.pin_locked", extra={"serial_key": _serial_key(serial)[:8]})
-
-
-def pin_lock_clear(*, serial: str) -> None:
-    """Lifts a PIN lock: the owner has just chosen a new PIN, so earlier guesses are moot."""
-    cache.delete(_pin_lock_key(serial))
-    ratelimit.reset("claim-pin-serial", _serial_key(serial), window=PIN_FAILURES_PER_SERIAL[1])
 
 
 def _require_verified_email(user):
@@ -185,7 +113,7 @@ def claim_code_lookup(*, user, code: str, ip) -> tuple[ClaimCode, list[Device]]:
     Used by the claim form to list a batch code's devices before the owner picks them. Raises
     ClaimError (same wording as every miss), Throttled past the limits.
     """
-    guess = _guess_count(user=user, ip=ip)
+    guess = limits.guess_count(user=user, ip=ip)
     normal = codes.normalize(code)
     claim_code = ClaimCode.objects.filter(digest=codes.digest(normal)).first() if normal else None
     if claim_code is None:
@@ -271,29 +199,40 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
     return won
 
 
+def _device_by_serial_as_read(serial):
+    """The device whose serial reads as `serial` on its label, case ignored; the exact spelling
+    wins when two serials differ only in case, and with several others none does."""
+    matches = list(Device.objects.select_related("product").filter(serial__iexact=serial)[:5])
+    exact = [device for device in matches if device.serial == serial]
+    if exact:
+        return exact[0]
+    return matches[0] if len(matches) == 1 else None
+
+
 @transaction.atomic
 def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) -> Device:
-    """Claims one device by its serial number and PIN (seed 002).
+    """Claims one device by its serial number and PIN (seed 002). The serial is matched as the
+    label would be read: case and surrounding spaces ignored.
 
     Only a `claimable` device with a PIN can be claimed; success clears the PIN. When the
     owner turned claiming back on with a new PIN, the device is handed over: the previous owner's
-    links and credentials go, as on a release. Failures count per user, per IP and per serial;
-    a serial with 10 wrong PINs in an hour is locked for PIN claims for an hour.
+    links and credentials go, as on a release. Failures count per user and per IP, and wrong PINs
+    per (serial, user), per (serial, IP) and per serial (see claiming.limits).
     """
     _require_verified_email(user)
     serial = (serial or "").strip()
     pin = (pin or "").strip()
     if not serial or not pin:
         raise ClaimError()
-    _pin_lock_check(serial)
-    guess = _guess_count(user=user, ip=ip)
+    limits.pin_lock_check(serial)
+    guess = limits.guess_count(user=user, ip=ip)
     try:
-        serial_guess = _pin_guess_count(serial)
+        serial_guess = limits.pin_guess_count(serial, user=user, ip=ip)
     except Throttled:
         ratelimit.forgive(*guess)  # turned away unjudged: it counts nowhere
         raise
-    guess.append(serial_guess)
-    device = Device.objects.select_related("product").filter(serial=serial).first()
+    guess.extend(serial_guess)
+    device = _device_by_serial_as_read(serial)
     # The digest is computed even for an unknown serial so both paths take the same time.
     offered = pin_digest(pin)
     pin_ok = device is not None and bool(device.pin_digest) and hmac.compare_digest(offered, device.pin_digest)
@@ -302,7 +241,7 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         _rejection_log(
             user=user, reason="not_claimable" if pin_ok else "unknown_serial" if device is None else "wrong_pin"
         )
-        _pin_wrong(serial, serial_guess)
+        limits.pin_wrong(serial, serial_guess)
         raise ClaimError()
     ratelimit.forgive(*guess)
     if device.owner_id == user.pk:
@@ -487,7 +426,7 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
         detail=", ".join(changes).capitalize(),
     )
     if pin:
-        pin_lock_clear(serial=device.serial)
+        limits.pin_lock_clear(serial=device.serial)
     logger.info("claim.pin_changed", extra={"device_id": str(device.pk), "claimable": claimable})
     return device
 

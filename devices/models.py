@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 DEFAULT_COMMANDS = ["reboot", "identify", "set_interval"]
 
@@ -138,6 +139,8 @@ class Device(models.Model):
             ),
             models.Index(fields=["product", "status"], name="device_product_status"),
             models.Index(fields=["preclaim_email"], condition=~Q(preclaim_email=""), name="device_preclaim"),
+            # A PIN claim matches the serial as a label is read, case ignored (serial__iexact).
+            models.Index(Upper("serial"), name="device_serial_upper"),
         ]
 
     def __str__(self):

@@ -89,6 +89,14 @@ def test_claim_by_serial_and_pin(client, application, app_auth, connected_user, 
     assert AppLink.objects.filter(application=application, device=pin_device).exists()
 
 
+def test_serial_is_matched_as_the_label_reads(client, app_auth, connected_user, pin_device):
+    # Ref: #26
+    response = claim(client, {"user_email": "bob@example.com", "serial": " pin-1 ", "pin": "2468"}, app_auth)
+    assert response.status_code == HTTPStatus.CREATED
+    pin_device.refresh_from_db()
+    assert pin_device.owner == connected_user
+
+
 def test_email_is_matched_without_case(client, app_auth, connected_user, coded_device, code):
     response = claim(client, {"user_email": "Bob@Example.COM", "code": code.raw_code}, app_auth)
     assert response.status_code == HTTPStatus.CREATED

@@ -1,9 +1,12 @@
 """Every change of owner clears the PIN: the next owner never inherits one the previous owner (or
 anyone who read it) still knows. Ref: #5."""
 
+from datetime import timedelta
+
 import pytest
 from allauth.account.models import EmailAddress
 from django.urls import reverse
+from django.utils import timezone
 
 from claiming import services
 from claiming.services import AlreadyClaimed, ClaimError
@@ -123,3 +126,27 @@ def test_an_owner_who_set_a_pin_may_keep_it(owner_client, owner):
     services.device_pin_set(device=device, pin="Mine1234", claimable=False, actor=owner, ip=IP)
     html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
     assert "keep the current PIN" in html
+
+
+def test_pins_inherited_before_this_rule_are_cleared_and_chosen_ones_kept(owner, other_owner):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("claiming.migrations.0002_clear_inherited_pins")
+    since = timezone.now() - timedelta(days=1)
+    inherited = DeviceFactory(owner=owner, owned_since=since, raw_pin=OLD_PIN, claimable=True)
+    inherited_long_ago = DeviceFactory(owner=owner, raw_pin=OLD_PIN, claimable=False)
+    chosen = DeviceFactory(owner=other_owner, owned_since=since, raw_pin=OLD_PIN, claimable=False)
+    services.device_pin_set(device=chosen, pin="Chosen42", claimable=True, actor=other_owner, ip=IP)
+    on_the_shelf = DeviceFactory(raw_pin=OLD_PIN, claimable=True)
+
+    migration.clear_inherited_pins(apps, None)
+
+    inherited, inherited_long_ago, chosen, on_the_shelf = (
+        Device.objects.get(pk=d.pk) for d in (inherited, inherited_long_ago, chosen, on_the_shelf)
+    )
+    assert (inherited.pin_digest, inherited.claimable) == ("", False)
+    assert inherited_long_ago.pin_digest == ""
+    assert chosen.pin_digest and chosen.claimable
+    assert on_the_shelf.pin_digest and on_the_shelf.claimable

@@ -5,7 +5,7 @@ from http import HTTPStatus
 import pytest
 from allauth.account.models import EmailAddress
 
-from claiming import services
+from claiming import limits, services
 from claiming.models import OwnershipEvent, OwnershipEventKind
 from claiming.selectors import command_list_for_device
 from claiming.services import AlreadyClaimed, ClaimError, EmailNotVerified
@@ -224,7 +224,7 @@ def test_pin_set_records_an_ownership_event(owner):
 
 
 def test_failed_guesses_per_user_end_in_429(owner):
-    limit, _window = services.FAILURES_PER_USER
+    limit, _window = limits.FAILURES_PER_USER
     for n in range(limit):
         with pytest.raises(ClaimError):
             claim_code(owner, f"WRONG{n:05d}", ip=f"203.0.113.{n}")
@@ -234,7 +234,7 @@ def test_failed_guesses_per_user_end_in_429(owner):
 
 
 def test_limit_holds_even_for_the_right_code(owner, code, coded_device):
-    limit, _window = services.FAILURES_PER_USER
+    limit, _window = limits.FAILURES_PER_USER
     for n in range(limit):
         with pytest.raises(ClaimError):
             claim_code(owner, f"WRONG{n:05d}")
@@ -244,11 +244,11 @@ def test_limit_holds_even_for_the_right_code(owner, code, coded_device):
 
 
 def test_failed_guesses_per_ip_end_in_429():
-    limit, _window = services.FAILURES_PER_IP
-    users = UserFactory.create_batch(limit // services.FAILURES_PER_USER[0] + 1)
+    limit, _window = limits.FAILURES_PER_IP
+    users = UserFactory.create_batch(limit // limits.FAILURES_PER_USER[0] + 1)
     attempts = 0
     for user in users:
-        for _ in range(services.FAILURES_PER_USER[0]):
+        for _ in range(limits.FAILURES_PER_USER[0]):
             if attempts == limit:
                 break
             with pytest.raises(ClaimError):
@@ -260,7 +260,7 @@ def test_failed_guesses_per_ip_end_in_429():
 
 def test_attempts_turned_away_by_the_address_limit_do_not_count_against_the_user(owner):
     busy_address = "192.0.2.77"
-    ip_limit, user_limit = services.FAILURES_PER_IP[0], services.FAILURES_PER_USER[0]
+    ip_limit, user_limit = limits.FAILURES_PER_IP[0], limits.FAILURES_PER_USER[0]
     for guesser in UserFactory.create_batch(ip_limit // user_limit):
         for _ in range(user_limit):
             with pytest.raises(ClaimError):
@@ -276,47 +276,8 @@ def test_attempts_turned_away_by_the_address_limit_do_not_count_against_the_user
         claim_code(owner, "WRONG99999", ip="203.0.113.5")
 
 
-def test_a_serial_with_ten_wrong_pins_in_an_hour_is_locked_for_pin_claims():
-    device = DeviceFactory(serial="LOCK-1", raw_pin="2468")
-    for n in range(10):
-        user = UserFactory()
-        with pytest.raises(ClaimError):
-            services.device_claim_by_pin(user=user, serial="LOCK-1", pin="0000", ip=f"203.0.113.{n}")
-    with pytest.raises(Throttled) as caught:
-        services.device_claim_by_pin(user=UserFactory(), serial="LOCK-1", pin="2468", ip="192.0.2.1")
-    assert caught.value.retry_after == services.PIN_LOCK_SECONDS
-    assert Device.objects.get(pk=device.pk).owner is None
-
-
-def test_an_unknown_serial_locks_the_same_way(owner):
-    for n in range(10):
-        with pytest.raises(ClaimError):
-            services.device_claim_by_pin(user=UserFactory(), serial="GHOST", pin="0000", ip=f"203.0.113.{n}")
-    with pytest.raises(Throttled):
-        services.device_claim_by_pin(user=owner, serial="GHOST", pin="0000", ip="192.0.2.1")
-
-
-def test_the_pin_lock_ends_after_an_hour(time_machine_at_now):
-    DeviceFactory(serial="LOCK-2", raw_pin="2468")
-    for n in range(10):
-        with pytest.raises(ClaimError):
-            services.device_claim_by_pin(user=UserFactory(), serial="LOCK-2", pin="0000", ip=f"203.0.113.{n}")
-    time_machine_at_now.shift(services.PIN_LOCK_SECONDS + 5)
-    user = UserFactory()
-    assert services.device_claim_by_pin(user=user, serial="LOCK-2", pin="2468", ip="192.0.2.1").owner == user
-
-
-def test_a_new_pin_lifts_the_lock(owner, other_owner):
-    device = DeviceFactory(serial="LOCK-3", owner=other_owner, claimable=False)
-    for n in range(10):
-        with pytest.raises(ClaimError):
-            services.device_claim_by_pin(user=UserFactory(), serial="LOCK-3", pin="0000", ip=f"203.0.113.{n}")
-    services.device_pin_set(device=device, pin="fresh123", claimable=True, actor=other_owner, ip=IP)
-    assert services.device_claim_by_pin(user=owner, serial="LOCK-3", pin="fresh123", ip=IP).owner == owner
-
-
 def test_successful_claims_do_not_count_as_failures(owner):
-    for _ in range(services.FAILURES_PER_USER[0] + 2):
+    for _ in range(limits.FAILURES_PER_USER[0] + 2):
         code = ClaimCodeFactory()
         DeviceFactory(claim_code=code)
         claim_code(owner, code.raw_code)

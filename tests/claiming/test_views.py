@@ -9,7 +9,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from claiming import services
+from claiming import limits, services
 from claiming.models import OwnershipEvent, OwnershipEventKind, Transfer
 from devices.models import Command, Device, Reading
 from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
@@ -169,7 +169,7 @@ def test_pin_claim_from_the_page(owner_client, owner):
 
 
 def test_too_many_failures_answer_429_with_a_human_page(owner_client):
-    for _ in range(services.FAILURES_PER_USER[0]):
+    for _ in range(limits.FAILURES_PER_USER[0]):
         owner_client.post(CLAIM, {"method": "code", "code": "ZZZZZZZZZZ"})
     response = owner_client.post(CLAIM, {"method": "code", "code": "ZZZZZZZZZZ"})
     assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
@@ -179,14 +179,14 @@ def test_too_many_failures_answer_429_with_a_human_page(owner_client):
 
 
 def test_looking_a_code_up_from_the_link_counts_as_a_guess(owner_client):
-    for _ in range(services.FAILURES_PER_USER[0]):
+    for _ in range(limits.FAILURES_PER_USER[0]):
         owner_client.get(CLAIM + "?code=ZZZZZZZZZZ")
     assert owner_client.get(CLAIM + "?code=ZZZZZZZZZZ").status_code == HTTPStatus.TOO_MANY_REQUESTS
 
 
 def test_locked_serial_answers_429_on_the_page(owner_client):
     DeviceFactory(serial="LOCK-9", raw_pin="2468")
-    for n in range(10):
+    for n in range(limits.PIN_FAILURES_PER_SERIAL[0]):
         with contextlib.suppress(services.ClaimError):
             services.device_claim_by_pin(user=UserFactory(), serial="LOCK-9", pin="0000", ip=f"203.0.113.{n}")
     response = owner_client.post(CLAIM, {"method": "pin", "serial": "LOCK-9", "pin": "2468"})
