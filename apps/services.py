@@ -205,7 +205,11 @@ def application_update(*, application, name, callback_url, auth_style, token_pre
         raise _field_error("auth_style", "Choose Basic or Token.")
     application.auth_style = auth_style
     application.token_prefix = token_prefix_validate(token_prefix)
-    application.save(update_fields=["name", "callback_url", "auth_style", "token_prefix"])
+    fields = ["name", "callback_url", "auth_style", "token_prefix"]
+    if application.callback_url and application.callback_off_at is not None:
+        application.callback_off_at, application.callback_off_reason = None, ""
+        fields += ["callback_off_at", "callback_off_reason"]
+    application.save(update_fields=fields)
     logger.info("application.updated", extra={"app_id": application.app_id})
     return application
 
@@ -275,6 +279,44 @@ def application_pause(*, application, reason, notify=False) -> bool:
         }
         subject = render_to_string("apps/emails/paused_subject.txt", context).strip()
         body = render_to_string("apps/emails/paused.txt", context)
+        transaction.on_commit(lambda: send_mail(subject, body, None, [owner.email]), robust=True)
+    return True
+
+
+CALLBACK_GONE_ERROR = "Not sent: the callback answered 410 Gone and was turned off."
+
+
+@transaction.atomic
+def application_callback_off(*, application, url, reason) -> bool:
+    """Turns off the callback only: the receiver at `url` said it is gone (410). The API keeps
+    working and events stay readable at /api/v1/events; what was waiting to be sent is marked
+    failed, so the owner can replay it once a callback is set again. The owner sees a note on the
+    application page and gets an email. Returns whether this call turned it off.
+
+    Conditional on the URL that answered, so a late 410 from an old URL never turns off the
+    callback the owner has set since; and several workers seeing the 410 email once.
+    """
+    now = timezone.now()
+    turned_off = Application.objects.filter(pk=application.pk, callback_url=url).update(
+        callback_url="", callback_off_at=now, callback_off_reason=reason[:200]
+    )
+    if not turned_off:
+        return False
+    application.callback_url, application.callback_off_at, application.callback_off_reason = "", now, reason[:200]
+    Delivery.objects.filter(application=application, status=DeliveryStatus.PENDING).update(
+        status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=CALLBACK_GONE_ERROR
+    )
+    logger.warning("application.callback_off", extra={"app_id": application.app_id, "reason": reason})
+    owner = application.owner
+    if owner is not None and owner.email:
+        context = {
+            "application": application,
+            "reason": reason,
+            "url": settings.PORTAL_BASE_URL + reverse("apps:detail", args=[application.app_id]),
+            "portal_name": settings.PORTAL_NAME,
+        }
+        subject = render_to_string("apps/emails/callback_off_subject.txt", context).strip()
+        body = render_to_string("apps/emails/callback_off.txt", context)
         transaction.on_commit(lambda: send_mail(subject, body, None, [owner.email]), robust=True)
     return True
 
@@ -789,7 +831,8 @@ def deliveries_send(*, delivery_ids, lease=None) -> dict:
             credentials[application.pk] = webhook_credentials(application)
         body, headers = webhook_request(delivery, credentials=credentials[application.pk])
         attempt_started = time.monotonic()
-        status_code, retry_after, error = _post(application.callback_url, body, headers)
+        callback_url = application.callback_url
+        status_code, retry_after, error = _post(callback_url, body, headers)
         latency_ms = int((time.monotonic() - attempt_started) * 1000)
         if not error:
             delivery.last_status_code, delivery.last_latency_ms = status_code, latency_ms
@@ -803,7 +846,9 @@ def deliveries_send(*, delivery_ids, lease=None) -> dict:
             outcomes[delivery.pk] = _attempt_record(
                 delivery, status_code=410, error=error, latency_ms=latency_ms, final=True
             )
-            application_pause(application=application, reason="The callback answered 410 Gone.", notify=True)
+            application_callback_off(
+                application=application, url=callback_url, reason="The callback answered 410 Gone."
+            )
             later[application.pk] = timezone.now()
             continue
         outcomes[delivery.pk] = _attempt_record(

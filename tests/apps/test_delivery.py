@@ -19,6 +19,7 @@ from devices.models import DeviceEvent
 from devices.outbox import event_record, relay_pending
 
 from ..factories import ApplicationFactory, DeviceFactory
+from .api_support import auth
 from .conftest import hook_url, verify_standard_webhook
 
 
@@ -165,17 +166,49 @@ def test_a_retry_is_not_taken_before_it_is_due(hooked_app, receiver, delivery):
     assert len(receiver.log) == 1
 
 
-def test_410_stops_and_pauses_the_application(hooked_app, receiver, delivery, django_capture_on_commit_callbacks):
+def test_410_turns_off_the_callback_only_and_tells_the_owner(
+    client, hooked_app, receiver, delivery, django_capture_on_commit_callbacks
+):
+    record_and_relay(hooked_app.device)  # a second delivery, waiting behind the first
+    waiting = Delivery.objects.exclude(pk=delivery.pk).get()
     receiver.expect_request("/hook").respond_with_data("gone", status=410)
     with django_capture_on_commit_callbacks(execute=True):
         assert attempt(delivery) == DeliveryStatus.FAILED
     hooked_app.refresh_from_db()
-    assert hooked_app.paused_at is not None and "410" in hooked_app.pause_reason
-    assert len(mail.outbox) == 1
-    # Events keep being recorded but nothing is sent to a paused application.
+    assert hooked_app.paused_at is None
+    assert hooked_app.callback_url == "" and hooked_app.callback_off_at is not None
+    waiting.refresh_from_db()
+    assert waiting.status == DeliveryStatus.FAILED and "410" in waiting.last_error
+    assert len(mail.outbox) == 1 and "turned off" in mail.outbox[0].subject
+    # The API keeps answering.
+    response = client.get("/api/v1/devices", **auth(hooked_app))
+    assert response.status_code == 200 and response.json()["results"][0]["id"] == str(hooked_app.device.pk)
+    # The owner sees why on the application page.
+    client.force_login(hooked_app.owner)
+    page = client.get(f"/apps/{hooked_app.app_id}/").content.decode()
+    assert "The callback was turned off" in page and "410 Gone" in page
+    # Events keep being recorded (and listed by the API) but nothing is sent without a callback.
     record_and_relay(hooked_app.device)
-    assert Delivery.objects.count() == 1
+    assert Delivery.objects.count() == 2
     assert len(receiver.log) == 1
+    # A new callback turns webhooks back on and the note goes.
+    services.application_update(
+        application=hooked_app,
+        name=hooked_app.name,
+        callback_url=hook_url(receiver, "/new"),
+        auth_style=hooked_app.auth_style,
+        token_prefix=hooked_app.token_prefix,
+    )
+    hooked_app.refresh_from_db()
+    assert hooked_app.callback_off_at is None and hooked_app.callback_off_reason == ""
+
+
+def test_a_late_410_from_an_old_callback_leaves_the_new_one_on(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("gone", status=410)
+    new_url = hook_url(receiver, "/new")
+    assert not services.application_callback_off(application=hooked_app, url=new_url, reason="410")
+    hooked_app.refresh_from_db()
+    assert hooked_app.callback_url == hook_url(receiver) and hooked_app.callback_off_at is None
 
 
 def test_an_application_failing_for_five_days_is_paused_and_its_owner_emailed_once(
@@ -233,7 +266,14 @@ def test_a_paused_application_gets_nothing_and_resuming_sends_what_waits(
 def test_replay_failed_sends_them_again_with_a_fresh_schedule(hooked_app, receiver, delivery):
     receiver.expect_request("/hook").respond_with_data("gone", status=410)
     attempt(delivery)
-    services.application_resume(application=hooked_app)
+    hooked_app.refresh_from_db()
+    services.application_update(
+        application=hooked_app,
+        name=hooked_app.name,
+        callback_url=hook_url(receiver),
+        auth_style=hooked_app.auth_style,
+        token_prefix=hooked_app.token_prefix,
+    )
     receiver.clear()
     receiver.expect_request("/hook").respond_with_data("ok")
     assert services.deliveries_replay_failed(application=hooked_app) == 1
