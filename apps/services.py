@@ -323,16 +323,19 @@ def application_callback_off(*, application, url, reason) -> bool:
 
 @transaction.atomic
 def application_resume(*, application) -> int:
-    """Resumes deliveries: what is pending is due at once. Returns how many are pending."""
+    """Resumes deliveries: what waited (held events, retries) goes out at once, oldest first, in
+    one task so one worker sends them in order; then the usual schedule applies to each. Returns
+    how many are pending."""
     Application.objects.filter(pk=application.pk).update(paused_at=None, pause_reason="", failing_since=None)
     application.paused_at, application.pause_reason, application.failing_since = None, "", None
-    lease = timezone.now() + ENQUEUE_LEASE
+    now = timezone.now()
+    lease = now + ENQUEUE_LEASE
     pending = Delivery.objects.filter(application=application, status=DeliveryStatus.PENDING)
-    ids = list(pending.values_list("pk", flat=True)[:DUE_BATCH])
+    ids = list(pending.order_by("pk").values_list("pk", flat=True)[:DUE_BATCH])
     Delivery.objects.filter(pk__in=ids).update(next_attempt_at=lease)
-    # Beyond the first batch, the beat task sends the rest as they fall due.
-    pending.exclude(pk__in=ids).update(next_attempt_at=timezone.now())
-    _deliveries_enqueue(ids, lease)
+    # Beyond the first batch, the beat task sends the rest (oldest first) as they fall due.
+    pending.exclude(pk__in=ids).update(next_attempt_at=now)
+    _deliveries_enqueue(ids, lease, chunk_size=DUE_BATCH)
     logger.info("application.resumed", extra={"app_id": application.app_id, "pending": len(ids)})
     return pending.count()
 
@@ -489,16 +492,16 @@ def connection_remove(*, application, user) -> None:
 
 
 def deliveries_fan_out(events):
-    """Outbox consumer: one Delivery per (event, application that hears it, with a callback, not
-    paused); who hears what is `event_audiences`.
+    """Outbox consumer: one Delivery per (event, application that hears it and has a callback);
+    who hears what is `event_audiences`.
 
-    Written in bulk; the unique (event, application) pair makes a second hand-over of the same
-    event a no-op. Sends are queued after commit.
+    A paused application's rows are held (pending, no next attempt): they go out when it is
+    resumed. Written in bulk; the unique (event, application) pair makes a second hand-over of the
+    same event a no-op. Sends are queued after commit.
     """
     if not events:
         return 0
-    receivers = Application.objects.filter(paused_at__isnull=True).exclude(callback_url="")
-    audiences = event_audiences(events, applications=receivers)
+    audiences = event_audiences(events, applications=Application.objects.exclude(callback_url=""))
     if not audiences:
         return 0
     # Fresh rows carry this lease, which tells them apart from rows an earlier hand-over wrote.
@@ -509,27 +512,32 @@ def deliveries_fan_out(events):
         for application_id in audiences.get(event.pk, ())
     ]
     Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-    ids = list(
-        Delivery.objects.filter(
-            event_id__in=[event.pk for event in events], next_attempt_at=lease, status=DeliveryStatus.PENDING
-        ).values_list("pk", flat=True)
-    )
+    fresh = Delivery.objects.filter(
+        event_id__in=[event.pk for event in events], next_attempt_at=lease, status=DeliveryStatus.PENDING
+    ).values_list("pk", "application__paused_at")
+    ids, held = [], []
+    for pk, paused_at in fresh:
+        (ids if paused_at is None else held).append(pk)
+    if held:
+        Delivery.objects.filter(pk__in=held).update(next_attempt_at=None)
     _deliveries_enqueue(ids, lease)
     return len(ids)
 
 
-def _deliveries_enqueue(ids, lease, *, countdown=None):
+def _deliveries_enqueue(ids, lease, *, countdown=None, chunk_size=CHUNK_SIZE):
     if ids:
-        transaction.on_commit(lambda: _deliveries_publish(ids, lease, countdown=countdown), robust=True)
+        transaction.on_commit(
+            lambda: _deliveries_publish(ids, lease, countdown=countdown, chunk_size=chunk_size), robust=True
+        )
 
 
-def _deliveries_publish(ids, lease, *, countdown=None):
-    """Queues the sends, CHUNK_SIZE deliveries a task. Nothing is lost when the broker is down:
+def _deliveries_publish(ids, lease, *, countdown=None, chunk_size=CHUNK_SIZE):
+    """Queues the sends, `chunk_size` deliveries a task. Nothing is lost when the broker is down:
     the rows fall due when their lease ends and the beat task queues them again."""
     from .tasks import deliveries_send as deliveries_send_task
 
-    for start in range(0, len(ids), CHUNK_SIZE):
-        chunk = list(ids[start : start + CHUNK_SIZE])
+    for start in range(0, len(ids), chunk_size):
+        chunk = list(ids[start : start + chunk_size])
         try:
             deliveries_send_task.apply_async((chunk,), {"lease": lease.isoformat()}, countdown=countdown)
         except OperationalError:
@@ -983,10 +991,13 @@ def deliveries_claim_due(*, now=None, limit=DUE_BATCH) -> tuple[list[int], datet
     now = now or timezone.now()
     lease = now + ENQUEUE_LEASE
     with transaction.atomic():
+        # Held rows (no next attempt) of an application that is not paused are due too: one
+        # fanned out while a concurrent resume ran would otherwise wait for ever.
         ids = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, application__paused_at__isnull=True)
-            .order_by("next_attempt_at")
+            .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True))
+            .filter(status=DeliveryStatus.PENDING, application__paused_at__isnull=True)
+            .order_by(F("next_attempt_at").asc(nulls_first=True), "pk")
             .values_list("pk", flat=True)[:limit]
         )
         if ids:

@@ -214,7 +214,7 @@ def test_a_late_410_from_an_old_callback_leaves_the_new_one_on(hooked_app, recei
 def test_an_application_failing_for_five_days_is_paused_and_its_owner_emailed_once(
     hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
 ):
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: None)
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: None)
     receiver.expect_request("/hook").respond_with_data("", status=500)
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock, django_capture_on_commit_callbacks(execute=True):
@@ -249,7 +249,7 @@ def test_a_paused_application_gets_nothing_and_resuming_sends_what_waits(
     hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
 ):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     record_and_relay(hooked_app.device)
     services.application_pause(application=hooked_app, reason="Paused by the owner.")
     pending = Delivery.objects.get()
@@ -261,6 +261,34 @@ def test_a_paused_application_gets_nothing_and_resuming_sends_what_waits(
     receiver.expect_request("/hook").respond_with_data("ok")
     assert attempt(pending) == DeliveryStatus.SUCCEEDED
     assert mail.outbox == []  # the owner paused it: nobody to tell
+
+
+def test_events_during_a_pause_are_held_then_sent_in_order_on_resume(
+    client, hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
+):
+    # The queued task runs at once, as a worker would take it.
+    monkeypatch.setattr(
+        services,
+        "_deliveries_publish",
+        lambda ids, lease, **options: services.deliveries_send(delivery_ids=ids, lease=lease),
+    )
+    receiver.expect_request("/hook").respond_with_data("ok")
+    services.application_pause(application=hooked_app, reason="Paused by the owner.")
+    with django_capture_on_commit_callbacks(execute=True):
+        record_and_relay(hooked_app.device, n=5)
+    held = list(Delivery.objects.order_by("pk"))
+    assert len(held) == 5 and all(d.status == DeliveryStatus.PENDING and d.next_attempt_at is None for d in held)
+    assert services.deliveries_claim_due(now=timezone.now() + timedelta(days=1))[0] == []
+    assert receiver.log == []
+    client.force_login(hooked_app.owner)
+    assert "held until you resume" in client.get(f"/apps/{hooked_app.app_id}/").content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.application_resume(application=hooked_app)
+
+    recorded = list(DeviceEvent.objects.order_by("created_at").values_list("pk", flat=True))
+    assert [request.headers["webhook-id"] for request, _ in receiver.log] == [str(pk) for pk in recorded]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SUCCEEDED}
 
 
 def test_replay_failed_sends_them_again_with_a_fresh_schedule(hooked_app, receiver, delivery):
@@ -314,7 +342,7 @@ def test_the_same_attempt_is_taken_once(hooked_app, receiver, delivery):
 
 def test_a_lost_message_is_queued_again_once_its_lease_ends(hooked_app, delivery, monkeypatch):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     assert services.deliveries_send_due() == 0  # still leased to the message sent at fan-out
     with time_machine.travel(delivery.next_attempt_at + timedelta(seconds=1)):
         assert services.deliveries_send_due() == 1
@@ -335,7 +363,7 @@ def test_nothing_secret_reaches_the_logs_or_the_error_text(hooked_app, receiver,
 # --- fan-out -----------------------------------------------------------------------------------
 
 
-def test_fan_out_writes_one_delivery_per_linked_application_with_a_callback(owner, receiver, private_targets):
+def test_fan_out_writes_one_delivery_per_hearing_application_with_a_callback(owner, receiver, private_targets):
     device = DeviceFactory(owner=owner)
     with_callback = ApplicationFactory(owner=owner, callback_url=hook_url(receiver))
     without_callback = ApplicationFactory(owner=owner)
@@ -344,8 +372,10 @@ def test_fan_out_writes_one_delivery_per_linked_application_with_a_callback(owne
     for application in (with_callback, without_callback, paused):
         application.links.create(device=device)
     record_and_relay(device, n=3)
-    assert set(Delivery.objects.values_list("application_id", flat=True)) == {with_callback.pk}
-    assert Delivery.objects.count() == 3
+    assert set(Delivery.objects.values_list("application_id", flat=True)) == {with_callback.pk, paused.pk}
+    assert with_callback.deliveries.count() == 3
+    # A paused application's are held: pending, with no attempt planned until it is resumed.
+    assert list(paused.deliveries.values_list("status", "next_attempt_at")) == [(DeliveryStatus.PENDING, None)] * 3
     assert not unlinked.deliveries.exists()
 
 
@@ -370,7 +400,7 @@ def test_fan_out_is_a_few_queries_for_a_batch(hooked_app, django_assert_num_quer
 
 def test_fan_out_queues_the_sends_after_commit(hooked_app, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     event_record(device=hooked_app.device, type="device.online")
     with django_capture_on_commit_callbacks(execute=True):
         relay_pending()
@@ -433,7 +463,7 @@ def test_a_chunk_out_of_time_hands_the_rest_back_unattempted(
     hooked_app, receiver, monkeypatch, django_capture_on_commit_callbacks
 ):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     monkeypatch.setattr(services, "CHUNK_BUDGET_SECONDS", 0)
     receiver.expect_request("/hook").respond_with_data("ok")
     ids, lease = _chunk(hooked_app, 4)
