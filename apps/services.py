@@ -73,6 +73,8 @@ RETRY_JITTER = 0.2
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 MAX_RETRY_AFTER = 10 * 3600
 PAUSE_AFTER_FAILING = timedelta(days=5)
+# How long a replaced signing secret keeps signing beside the new one (docs/integrators.md).
+SIGNING_SECRET_OVERLAP = timedelta(hours=24)
 # A queued send owns its delivery this long; if the message is lost, the beat task takes it after.
 ENQUEUE_LEASE = timedelta(minutes=2)
 # Waits this short are queued with a countdown; longer ones are left to the beat task.
@@ -226,15 +228,42 @@ def application_secret_replace(*, application, secret=None) -> str:
 
 @transaction.atomic
 def application_signing_secret_rotate(*, application) -> str:
+    """A new signing secret, returned. The one it replaces keeps signing beside it (one signature
+    each) for SIGNING_SECRET_OVERLAP, then is dropped; a second rotation within that time drops it
+    at once and keeps the one it replaces instead."""
     signing_secret = signing_secret_generate()
+    application.previous_signing_secret_encrypted = application.signing_secret_encrypted
+    application.previous_signing_secret_expires_at = timezone.now() + SIGNING_SECRET_OVERLAP
     application.signing_secret_encrypted = encrypt(signing_secret)
-    application.save(update_fields=["signing_secret_encrypted"])
+    application.save(
+        update_fields=[
+            "signing_secret_encrypted",
+            "previous_signing_secret_encrypted",
+            "previous_signing_secret_expires_at",
+        ]
+    )
     logger.info("application.signing_secret_rotated", extra={"app_id": application.app_id})
     return signing_secret
 
 
 def application_signing_secret(application) -> str:
     return decrypt(application.signing_secret_encrypted)
+
+
+def signing_overlap_until(application, *, now=None):
+    """When the previous signing secret stops signing, while it still does; else None."""
+    expires_at = application.previous_signing_secret_expires_at
+    if application.previous_signing_secret_encrypted and expires_at and expires_at > (now or timezone.now()):
+        return expires_at
+    return None
+
+
+def application_signing_secrets(application, *, now=None) -> list[str]:
+    """The secrets that sign a webhook now: the current one, and the previous one during its overlap."""
+    secrets = [application_signing_secret(application)]
+    if signing_overlap_until(application, now=now):
+        secrets.append(decrypt(application.previous_signing_secret_encrypted))
+    return secrets
 
 
 @transaction.atomic
@@ -660,9 +689,9 @@ def user_agent() -> str:
     return f"{product}-Webhooks/1.0 (+{settings.PORTAL_BASE_URL})"
 
 
-def webhook_credentials(application) -> tuple[str, str]:
-    """(Authorization header, signing secret): decrypted once per application and chunk."""
-    return authorization_header(application), application_signing_secret(application)
+def webhook_credentials(application) -> tuple[str, list[str]]:
+    """(Authorization header, signing secrets): decrypted once per application and chunk."""
+    return authorization_header(application), application_signing_secrets(application)
 
 
 def webhook_request(delivery, *, now=None, credentials=None) -> tuple[bytes, dict]:
@@ -670,15 +699,19 @@ def webhook_request(delivery, *, now=None, credentials=None) -> tuple[bytes, dic
     payload = webhook_payload(delivery)
     body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
     timestamp = int((now or timezone.now()).timestamp())
-    authorization, signing_secret = credentials or webhook_credentials(delivery.application)
+    authorization, signing_secrets = credentials or webhook_credentials(delivery.application)
     message_id = payload["id"]
+    # Standard Webhooks: several signatures, space-separated; a receiver accepts any it can verify.
+    signatures = " ".join(
+        webhook_signature(secret, message_id=message_id, timestamp=timestamp, body=body) for secret in signing_secrets
+    )
     headers = {
         "Content-Type": "application/json",
         "User-Agent": user_agent(),
         "Authorization": authorization,
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": webhook_signature(signing_secret, message_id=message_id, timestamp=timestamp, body=body),
+        "webhook-signature": signatures,
     }
     return body, headers
 

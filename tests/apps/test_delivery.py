@@ -80,12 +80,36 @@ def test_token_authorization_with_or_without_prefix(hooked_app, receiver, delive
     assert request.headers["Authorization"] == header.format(hooked_app.raw_secret)
 
 
-def test_a_rotated_signing_secret_signs_the_next_attempt(hooked_app, receiver, delivery):
-    new_secret = services.application_signing_secret_rotate(application=hooked_app)
+def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_new_one(hooked_app, receiver):
     receiver.expect_request("/hook").respond_with_data("ok")
+    old_secret = hooked_app.raw_signing_secret
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        new_secret = services.application_signing_secret_rotate(application=hooked_app)
+        record_and_relay(hooked_app.device)
+        attempt(Delivery.objects.get())
+        clock.shift(services.SIGNING_SECRET_OVERLAP - timedelta(minutes=1))
+        record_and_relay(hooked_app.device)
+        attempt(Delivery.objects.get(attempts=0))
+        clock.shift(timedelta(minutes=2))
+        record_and_relay(hooked_app.device)
+        attempt(Delivery.objects.get(attempts=0))
+    first, last_in_overlap, after = (request for request, _ in receiver.log)
+    for request in (first, last_in_overlap):
+        assert len(request.headers["webhook-signature"].split()) == 2
+        assert verify_standard_webhook(request, new_secret)
+        assert verify_standard_webhook(request, old_secret)
+    assert len(after.headers["webhook-signature"].split()) == 1
+    assert verify_standard_webhook(after, new_secret)
+    assert not verify_standard_webhook(after, old_secret)
+
+
+def test_a_second_rotation_within_the_overlap_keeps_only_the_secret_it_replaces(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("ok")
+    second = services.application_signing_secret_rotate(application=hooked_app)
+    third = services.application_signing_secret_rotate(application=hooked_app)
     attempt(delivery)
     request, _ = receiver.log[0]
-    assert verify_standard_webhook(request, new_secret)
+    assert verify_standard_webhook(request, third) and verify_standard_webhook(request, second)
     assert not verify_standard_webhook(request, hooked_app.raw_signing_secret)
 
 
