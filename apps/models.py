@@ -40,9 +40,17 @@ class Application(models.Model):
     secret_encrypted = models.TextField(editable=False)
     secret_digest = models.CharField(max_length=64, editable=False)
     signing_secret_encrypted = models.TextField(editable=False)
-    # Set when deliveries have failed for too long (or the receiver answered 410); resumed by the owner.
+    # After a rotation the previous signing secret also signs until it expires, so receivers can
+    # switch to the new one without refusing webhooks meanwhile.
+    previous_signing_secret_encrypted = models.TextField(editable=False, blank=True)
+    previous_signing_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set when deliveries have failed for too long; resumed by the owner.
     paused_at = models.DateTimeField(null=True, blank=True)
     pause_reason = models.CharField(max_length=200, blank=True)
+    # Set when the receiver answered 410 Gone and the portal cleared the callback URL; cleared when
+    # the owner sets a callback again. The API keeps working meanwhile.
+    callback_off_at = models.DateTimeField(null=True, blank=True)
+    callback_off_reason = models.CharField(max_length=200, blank=True)
     failing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

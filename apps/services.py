@@ -73,6 +73,8 @@ RETRY_JITTER = 0.2
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 MAX_RETRY_AFTER = 10 * 3600
 PAUSE_AFTER_FAILING = timedelta(days=5)
+# How long a replaced signing secret keeps signing beside the new one (docs/integrators.md).
+SIGNING_SECRET_OVERLAP = timedelta(hours=24)
 # A queued send owns its delivery this long; if the message is lost, the beat task takes it after.
 ENQUEUE_LEASE = timedelta(minutes=2)
 # Waits this short are queued with a countdown; longer ones are left to the beat task.
@@ -205,7 +207,11 @@ def application_update(*, application, name, callback_url, auth_style, token_pre
         raise _field_error("auth_style", "Choose Basic or Token.")
     application.auth_style = auth_style
     application.token_prefix = token_prefix_validate(token_prefix)
-    application.save(update_fields=["name", "callback_url", "auth_style", "token_prefix"])
+    fields = ["name", "callback_url", "auth_style", "token_prefix"]
+    if application.callback_url and application.callback_off_at is not None:
+        application.callback_off_at, application.callback_off_reason = None, ""
+        fields += ["callback_off_at", "callback_off_reason"]
+    application.save(update_fields=fields)
     logger.info("application.updated", extra={"app_id": application.app_id})
     return application
 
@@ -222,15 +228,42 @@ def application_secret_replace(*, application, secret=None) -> str:
 
 @transaction.atomic
 def application_signing_secret_rotate(*, application) -> str:
+    """A new signing secret, returned. The one it replaces keeps signing beside it (one signature
+    each) for SIGNING_SECRET_OVERLAP, then is dropped; a second rotation within that time drops it
+    at once and keeps the one it replaces instead."""
     signing_secret = signing_secret_generate()
+    application.previous_signing_secret_encrypted = application.signing_secret_encrypted
+    application.previous_signing_secret_expires_at = timezone.now() + SIGNING_SECRET_OVERLAP
     application.signing_secret_encrypted = encrypt(signing_secret)
-    application.save(update_fields=["signing_secret_encrypted"])
+    application.save(
+        update_fields=[
+            "signing_secret_encrypted",
+            "previous_signing_secret_encrypted",
+            "previous_signing_secret_expires_at",
+        ]
+    )
     logger.info("application.signing_secret_rotated", extra={"app_id": application.app_id})
     return signing_secret
 
 
 def application_signing_secret(application) -> str:
     return decrypt(application.signing_secret_encrypted)
+
+
+def signing_overlap_until(application, *, now=None):
+    """When the previous signing secret stops signing, while it still does; else None."""
+    expires_at = application.previous_signing_secret_expires_at
+    if application.previous_signing_secret_encrypted and expires_at and expires_at > (now or timezone.now()):
+        return expires_at
+    return None
+
+
+def application_signing_secrets(application, *, now=None) -> list[str]:
+    """The secrets that sign a webhook now: the current one, and the previous one during its overlap."""
+    secrets = [application_signing_secret(application)]
+    if signing_overlap_until(application, now=now):
+        secrets.append(decrypt(application.previous_signing_secret_encrypted))
+    return secrets
 
 
 @transaction.atomic
@@ -279,18 +312,59 @@ def application_pause(*, application, reason, notify=False) -> bool:
     return True
 
 
+CALLBACK_GONE_ERROR = "Not sent: the callback answered 410 Gone and was turned off."
+
+
+@transaction.atomic
+def application_callback_off(*, application, url, reason) -> bool:
+    """Turns off the callback only: the receiver at `url` said it is gone (410). The API keeps
+    working and events stay readable at /api/v1/events; what was waiting to be sent is marked
+    failed, so the owner can replay it once a callback is set again. The owner sees a note on the
+    application page and gets an email. Returns whether this call turned it off.
+
+    Conditional on the URL that answered, so a late 410 from an old URL never turns off the
+    callback the owner has set since; and several workers seeing the 410 email once.
+    """
+    now = timezone.now()
+    turned_off = Application.objects.filter(pk=application.pk, callback_url=url).update(
+        callback_url="", callback_off_at=now, callback_off_reason=reason[:200]
+    )
+    if not turned_off:
+        return False
+    application.callback_url, application.callback_off_at, application.callback_off_reason = "", now, reason[:200]
+    Delivery.objects.filter(application=application, status=DeliveryStatus.PENDING).update(
+        status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=CALLBACK_GONE_ERROR
+    )
+    logger.warning("application.callback_off", extra={"app_id": application.app_id, "reason": reason})
+    owner = application.owner
+    if owner is not None and owner.email:
+        context = {
+            "application": application,
+            "reason": reason,
+            "url": settings.PORTAL_BASE_URL + reverse("apps:detail", args=[application.app_id]),
+            "portal_name": settings.PORTAL_NAME,
+        }
+        subject = render_to_string("apps/emails/callback_off_subject.txt", context).strip()
+        body = render_to_string("apps/emails/callback_off.txt", context)
+        transaction.on_commit(lambda: send_mail(subject, body, None, [owner.email]), robust=True)
+    return True
+
+
 @transaction.atomic
 def application_resume(*, application) -> int:
-    """Resumes deliveries: what is pending is due at once. Returns how many are pending."""
+    """Resumes deliveries: what waited (held events, retries) goes out at once, oldest first, in
+    one task so one worker sends them in order; then the usual schedule applies to each. Returns
+    how many are pending."""
     Application.objects.filter(pk=application.pk).update(paused_at=None, pause_reason="", failing_since=None)
     application.paused_at, application.pause_reason, application.failing_since = None, "", None
-    lease = timezone.now() + ENQUEUE_LEASE
+    now = timezone.now()
+    lease = now + ENQUEUE_LEASE
     pending = Delivery.objects.filter(application=application, status=DeliveryStatus.PENDING)
-    ids = list(pending.values_list("pk", flat=True)[:DUE_BATCH])
+    ids = list(pending.order_by("pk").values_list("pk", flat=True)[:DUE_BATCH])
     Delivery.objects.filter(pk__in=ids).update(next_attempt_at=lease)
-    # Beyond the first batch, the beat task sends the rest as they fall due.
-    pending.exclude(pk__in=ids).update(next_attempt_at=timezone.now())
-    _deliveries_enqueue(ids, lease)
+    # Beyond the first batch, the beat task sends the rest (oldest first) as they fall due.
+    pending.exclude(pk__in=ids).update(next_attempt_at=now)
+    _deliveries_enqueue(ids, lease, chunk_size=DUE_BATCH)
     logger.info("application.resumed", extra={"app_id": application.app_id, "pending": len(ids)})
     return pending.count()
 
@@ -447,16 +521,16 @@ def connection_remove(*, application, user) -> None:
 
 
 def deliveries_fan_out(events):
-    """Outbox consumer: one Delivery per (event, application that hears it, with a callback, not
-    paused); who hears what is `event_audiences`.
+    """Outbox consumer: one Delivery per (event, application that hears it and has a callback);
+    who hears what is `event_audiences`.
 
-    Written in bulk; the unique (event, application) pair makes a second hand-over of the same
-    event a no-op. Sends are queued after commit.
+    A paused application's rows are held (pending, no next attempt): they go out when it is
+    resumed. Written in bulk; the unique (event, application) pair makes a second hand-over of the
+    same event a no-op. Sends are queued after commit.
     """
     if not events:
         return 0
-    receivers = Application.objects.filter(paused_at__isnull=True).exclude(callback_url="")
-    audiences = event_audiences(events, applications=receivers)
+    audiences = event_audiences(events, applications=Application.objects.exclude(callback_url=""))
     if not audiences:
         return 0
     # Fresh rows carry this lease, which tells them apart from rows an earlier hand-over wrote.
@@ -467,27 +541,32 @@ def deliveries_fan_out(events):
         for application_id in audiences.get(event.pk, ())
     ]
     Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-    ids = list(
-        Delivery.objects.filter(
-            event_id__in=[event.pk for event in events], next_attempt_at=lease, status=DeliveryStatus.PENDING
-        ).values_list("pk", flat=True)
-    )
+    fresh = Delivery.objects.filter(
+        event_id__in=[event.pk for event in events], next_attempt_at=lease, status=DeliveryStatus.PENDING
+    ).values_list("pk", "application__paused_at")
+    ids, held = [], []
+    for pk, paused_at in fresh:
+        (ids if paused_at is None else held).append(pk)
+    if held:
+        Delivery.objects.filter(pk__in=held).update(next_attempt_at=None)
     _deliveries_enqueue(ids, lease)
     return len(ids)
 
 
-def _deliveries_enqueue(ids, lease, *, countdown=None):
+def _deliveries_enqueue(ids, lease, *, countdown=None, chunk_size=CHUNK_SIZE):
     if ids:
-        transaction.on_commit(lambda: _deliveries_publish(ids, lease, countdown=countdown), robust=True)
+        transaction.on_commit(
+            lambda: _deliveries_publish(ids, lease, countdown=countdown, chunk_size=chunk_size), robust=True
+        )
 
 
-def _deliveries_publish(ids, lease, *, countdown=None):
-    """Queues the sends, CHUNK_SIZE deliveries a task. Nothing is lost when the broker is down:
+def _deliveries_publish(ids, lease, *, countdown=None, chunk_size=CHUNK_SIZE):
+    """Queues the sends, `chunk_size` deliveries a task. Nothing is lost when the broker is down:
     the rows fall due when their lease ends and the beat task queues them again."""
     from .tasks import deliveries_send as deliveries_send_task
 
-    for start in range(0, len(ids), CHUNK_SIZE):
-        chunk = list(ids[start : start + CHUNK_SIZE])
+    for start in range(0, len(ids), chunk_size):
+        chunk = list(ids[start : start + chunk_size])
         try:
             deliveries_send_task.apply_async((chunk,), {"lease": lease.isoformat()}, countdown=countdown)
         except OperationalError:
@@ -610,9 +689,9 @@ def user_agent() -> str:
     return f"{product}-Webhooks/1.0 (+{settings.PORTAL_BASE_URL})"
 
 
-def webhook_credentials(application) -> tuple[str, str]:
-    """(Authorization header, signing secret): decrypted once per application and chunk."""
-    return authorization_header(application), application_signing_secret(application)
+def webhook_credentials(application) -> tuple[str, list[str]]:
+    """(Authorization header, signing secrets): decrypted once per application and chunk."""
+    return authorization_header(application), application_signing_secrets(application)
 
 
 def webhook_request(delivery, *, now=None, credentials=None) -> tuple[bytes, dict]:
@@ -620,15 +699,19 @@ def webhook_request(delivery, *, now=None, credentials=None) -> tuple[bytes, dic
     payload = webhook_payload(delivery)
     body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
     timestamp = int((now or timezone.now()).timestamp())
-    authorization, signing_secret = credentials or webhook_credentials(delivery.application)
+    authorization, signing_secrets = credentials or webhook_credentials(delivery.application)
     message_id = payload["id"]
+    # Standard Webhooks: several signatures, space-separated; a receiver accepts any it can verify.
+    signatures = " ".join(
+        webhook_signature(secret, message_id=message_id, timestamp=timestamp, body=body) for secret in signing_secrets
+    )
     headers = {
         "Content-Type": "application/json",
         "User-Agent": user_agent(),
         "Authorization": authorization,
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": webhook_signature(signing_secret, message_id=message_id, timestamp=timestamp, body=body),
+        "webhook-signature": signatures,
     }
     return body, headers
 
@@ -789,7 +872,8 @@ def deliveries_send(*, delivery_ids, lease=None) -> dict:
             credentials[application.pk] = webhook_credentials(application)
         body, headers = webhook_request(delivery, credentials=credentials[application.pk])
         attempt_started = time.monotonic()
-        status_code, retry_after, error = _post(application.callback_url, body, headers)
+        callback_url = application.callback_url
+        status_code, retry_after, error = _post(callback_url, body, headers)
         latency_ms = int((time.monotonic() - attempt_started) * 1000)
         if not error:
             delivery.last_status_code, delivery.last_latency_ms = status_code, latency_ms
@@ -803,7 +887,9 @@ def deliveries_send(*, delivery_ids, lease=None) -> dict:
             outcomes[delivery.pk] = _attempt_record(
                 delivery, status_code=410, error=error, latency_ms=latency_ms, final=True
             )
-            application_pause(application=application, reason="The callback answered 410 Gone.", notify=True)
+            application_callback_off(
+                application=application, url=callback_url, reason="The callback answered 410 Gone."
+            )
             later[application.pk] = timezone.now()
             continue
         outcomes[delivery.pk] = _attempt_record(
@@ -938,10 +1024,13 @@ def deliveries_claim_due(*, now=None, limit=DUE_BATCH) -> tuple[list[int], datet
     now = now or timezone.now()
     lease = now + ENQUEUE_LEASE
     with transaction.atomic():
+        # Held rows (no next attempt) of an application that is not paused are due too: one
+        # fanned out while a concurrent resume ran would otherwise wait for ever.
         ids = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, application__paused_at__isnull=True)
-            .order_by("next_attempt_at")
+            .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True))
+            .filter(status=DeliveryStatus.PENDING, application__paused_at__isnull=True)
+            .order_by(F("next_attempt_at").asc(nulls_first=True), "pk")
             .values_list("pk", flat=True)[:limit]
         )
         if ids:

@@ -113,6 +113,7 @@ def _detail_context(request, application, **extra):
                 "deliveries": selectors.delivery_list_for_application(application, failed_only=failed_only),
                 "health": selectors.delivery_health_for_application(application),
                 "signing_secret": services.application_signing_secret(application),
+                "signing_overlap_until": services.signing_overlap_until(application),
                 "other_devices": selectors.app_link_count_for_others(user, application),
                 "settings_form": extra.pop("settings_form", None)
                 or ApplicationSettingsForm(
@@ -180,7 +181,9 @@ def application_secret_replace(request, app_id):
 def application_signing_secret_rotate(request, app_id):
     application = selectors.application_get_owned(request.user, app_id)
     services.application_signing_secret_rotate(application=application)
-    messages.success(request, "New signing secret. Update your receiver: signatures made with the old one stop now.")
+    messages.success(
+        request, "New signing secret. Update your receiver within 24 hours: until then the old one also signs."
+    )
     return redirect(reverse("apps:detail", args=[application.app_id]) + "#signing")
 
 

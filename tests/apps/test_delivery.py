@@ -19,6 +19,7 @@ from devices.models import DeviceEvent
 from devices.outbox import event_record, relay_pending
 
 from ..factories import ApplicationFactory, DeviceFactory
+from .api_support import auth
 from .conftest import hook_url, verify_standard_webhook
 
 
@@ -79,12 +80,36 @@ def test_token_authorization_with_or_without_prefix(hooked_app, receiver, delive
     assert request.headers["Authorization"] == header.format(hooked_app.raw_secret)
 
 
-def test_a_rotated_signing_secret_signs_the_next_attempt(hooked_app, receiver, delivery):
-    new_secret = services.application_signing_secret_rotate(application=hooked_app)
+def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_new_one(hooked_app, receiver):
     receiver.expect_request("/hook").respond_with_data("ok")
+    old_secret = hooked_app.raw_signing_secret
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        new_secret = services.application_signing_secret_rotate(application=hooked_app)
+        record_and_relay(hooked_app.device)
+        attempt(Delivery.objects.get())
+        clock.shift(services.SIGNING_SECRET_OVERLAP - timedelta(minutes=1))
+        record_and_relay(hooked_app.device)
+        attempt(Delivery.objects.get(attempts=0))
+        clock.shift(timedelta(minutes=2))
+        record_and_relay(hooked_app.device)
+        attempt(Delivery.objects.get(attempts=0))
+    first, last_in_overlap, after = (request for request, _ in receiver.log)
+    for request in (first, last_in_overlap):
+        assert len(request.headers["webhook-signature"].split()) == 2
+        assert verify_standard_webhook(request, new_secret)
+        assert verify_standard_webhook(request, old_secret)
+    assert len(after.headers["webhook-signature"].split()) == 1
+    assert verify_standard_webhook(after, new_secret)
+    assert not verify_standard_webhook(after, old_secret)
+
+
+def test_a_second_rotation_within_the_overlap_keeps_only_the_secret_it_replaces(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("ok")
+    second = services.application_signing_secret_rotate(application=hooked_app)
+    third = services.application_signing_secret_rotate(application=hooked_app)
     attempt(delivery)
     request, _ = receiver.log[0]
-    assert verify_standard_webhook(request, new_secret)
+    assert verify_standard_webhook(request, third) and verify_standard_webhook(request, second)
     assert not verify_standard_webhook(request, hooked_app.raw_signing_secret)
 
 
@@ -165,23 +190,55 @@ def test_a_retry_is_not_taken_before_it_is_due(hooked_app, receiver, delivery):
     assert len(receiver.log) == 1
 
 
-def test_410_stops_and_pauses_the_application(hooked_app, receiver, delivery, django_capture_on_commit_callbacks):
+def test_410_turns_off_the_callback_only_and_tells_the_owner(
+    client, hooked_app, receiver, delivery, django_capture_on_commit_callbacks
+):
+    record_and_relay(hooked_app.device)  # a second delivery, waiting behind the first
+    waiting = Delivery.objects.exclude(pk=delivery.pk).get()
     receiver.expect_request("/hook").respond_with_data("gone", status=410)
     with django_capture_on_commit_callbacks(execute=True):
         assert attempt(delivery) == DeliveryStatus.FAILED
     hooked_app.refresh_from_db()
-    assert hooked_app.paused_at is not None and "410" in hooked_app.pause_reason
-    assert len(mail.outbox) == 1
-    # Events keep being recorded but nothing is sent to a paused application.
+    assert hooked_app.paused_at is None
+    assert hooked_app.callback_url == "" and hooked_app.callback_off_at is not None
+    waiting.refresh_from_db()
+    assert waiting.status == DeliveryStatus.FAILED and "410" in waiting.last_error
+    assert len(mail.outbox) == 1 and "turned off" in mail.outbox[0].subject
+    # The API keeps answering.
+    response = client.get("/api/v1/devices", **auth(hooked_app))
+    assert response.status_code == 200 and response.json()["results"][0]["id"] == str(hooked_app.device.pk)
+    # The owner sees why on the application page.
+    client.force_login(hooked_app.owner)
+    page = client.get(f"/apps/{hooked_app.app_id}/").content.decode()
+    assert "The callback was turned off" in page and "410 Gone" in page
+    # Events keep being recorded (and listed by the API) but nothing is sent without a callback.
     record_and_relay(hooked_app.device)
-    assert Delivery.objects.count() == 1
+    assert Delivery.objects.count() == 2
     assert len(receiver.log) == 1
+    # A new callback turns webhooks back on and the note goes.
+    services.application_update(
+        application=hooked_app,
+        name=hooked_app.name,
+        callback_url=hook_url(receiver, "/new"),
+        auth_style=hooked_app.auth_style,
+        token_prefix=hooked_app.token_prefix,
+    )
+    hooked_app.refresh_from_db()
+    assert hooked_app.callback_off_at is None and hooked_app.callback_off_reason == ""
+
+
+def test_a_late_410_from_an_old_callback_leaves_the_new_one_on(hooked_app, receiver, delivery):
+    receiver.expect_request("/hook").respond_with_data("gone", status=410)
+    new_url = hook_url(receiver, "/new")
+    assert not services.application_callback_off(application=hooked_app, url=new_url, reason="410")
+    hooked_app.refresh_from_db()
+    assert hooked_app.callback_url == hook_url(receiver) and hooked_app.callback_off_at is None
 
 
 def test_an_application_failing_for_five_days_is_paused_and_its_owner_emailed_once(
     hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
 ):
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: None)
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: None)
     receiver.expect_request("/hook").respond_with_data("", status=500)
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock, django_capture_on_commit_callbacks(execute=True):
@@ -216,7 +273,7 @@ def test_a_paused_application_gets_nothing_and_resuming_sends_what_waits(
     hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
 ):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     record_and_relay(hooked_app.device)
     services.application_pause(application=hooked_app, reason="Paused by the owner.")
     pending = Delivery.objects.get()
@@ -230,10 +287,45 @@ def test_a_paused_application_gets_nothing_and_resuming_sends_what_waits(
     assert mail.outbox == []  # the owner paused it: nobody to tell
 
 
+def test_events_during_a_pause_are_held_then_sent_in_order_on_resume(
+    client, hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
+):
+    # The queued task runs at once, as a worker would take it.
+    monkeypatch.setattr(
+        services,
+        "_deliveries_publish",
+        lambda ids, lease, **options: services.deliveries_send(delivery_ids=ids, lease=lease),
+    )
+    receiver.expect_request("/hook").respond_with_data("ok")
+    services.application_pause(application=hooked_app, reason="Paused by the owner.")
+    with django_capture_on_commit_callbacks(execute=True):
+        record_and_relay(hooked_app.device, n=5)
+    held = list(Delivery.objects.order_by("pk"))
+    assert len(held) == 5 and all(d.status == DeliveryStatus.PENDING and d.next_attempt_at is None for d in held)
+    assert services.deliveries_claim_due(now=timezone.now() + timedelta(days=1))[0] == []
+    assert receiver.log == []
+    client.force_login(hooked_app.owner)
+    assert "held until you resume" in client.get(f"/apps/{hooked_app.app_id}/").content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.application_resume(application=hooked_app)
+
+    recorded = list(DeviceEvent.objects.order_by("created_at").values_list("pk", flat=True))
+    assert [request.headers["webhook-id"] for request, _ in receiver.log] == [str(pk) for pk in recorded]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SUCCEEDED}
+
+
 def test_replay_failed_sends_them_again_with_a_fresh_schedule(hooked_app, receiver, delivery):
     receiver.expect_request("/hook").respond_with_data("gone", status=410)
     attempt(delivery)
-    services.application_resume(application=hooked_app)
+    hooked_app.refresh_from_db()
+    services.application_update(
+        application=hooked_app,
+        name=hooked_app.name,
+        callback_url=hook_url(receiver),
+        auth_style=hooked_app.auth_style,
+        token_prefix=hooked_app.token_prefix,
+    )
     receiver.clear()
     receiver.expect_request("/hook").respond_with_data("ok")
     assert services.deliveries_replay_failed(application=hooked_app) == 1
@@ -274,7 +366,7 @@ def test_the_same_attempt_is_taken_once(hooked_app, receiver, delivery):
 
 def test_a_lost_message_is_queued_again_once_its_lease_ends(hooked_app, delivery, monkeypatch):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     assert services.deliveries_send_due() == 0  # still leased to the message sent at fan-out
     with time_machine.travel(delivery.next_attempt_at + timedelta(seconds=1)):
         assert services.deliveries_send_due() == 1
@@ -295,7 +387,7 @@ def test_nothing_secret_reaches_the_logs_or_the_error_text(hooked_app, receiver,
 # --- fan-out -----------------------------------------------------------------------------------
 
 
-def test_fan_out_writes_one_delivery_per_linked_application_with_a_callback(owner, receiver, private_targets):
+def test_fan_out_writes_one_delivery_per_hearing_application_with_a_callback(owner, receiver, private_targets):
     device = DeviceFactory(owner=owner)
     with_callback = ApplicationFactory(owner=owner, callback_url=hook_url(receiver))
     without_callback = ApplicationFactory(owner=owner)
@@ -304,8 +396,10 @@ def test_fan_out_writes_one_delivery_per_linked_application_with_a_callback(owne
     for application in (with_callback, without_callback, paused):
         application.links.create(device=device)
     record_and_relay(device, n=3)
-    assert set(Delivery.objects.values_list("application_id", flat=True)) == {with_callback.pk}
-    assert Delivery.objects.count() == 3
+    assert set(Delivery.objects.values_list("application_id", flat=True)) == {with_callback.pk, paused.pk}
+    assert with_callback.deliveries.count() == 3
+    # A paused application's are held: pending, with no attempt planned until it is resumed.
+    assert list(paused.deliveries.values_list("status", "next_attempt_at")) == [(DeliveryStatus.PENDING, None)] * 3
     assert not unlinked.deliveries.exists()
 
 
@@ -330,7 +424,7 @@ def test_fan_out_is_a_few_queries_for_a_batch(hooked_app, django_assert_num_quer
 
 def test_fan_out_queues_the_sends_after_commit(hooked_app, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     event_record(device=hooked_app.device, type="device.online")
     with django_capture_on_commit_callbacks(execute=True):
         relay_pending()
@@ -393,7 +487,7 @@ def test_a_chunk_out_of_time_hands_the_rest_back_unattempted(
     hooked_app, receiver, monkeypatch, django_capture_on_commit_callbacks
 ):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, countdown=None: queued.append(ids))
+    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     monkeypatch.setattr(services, "CHUNK_BUDGET_SECONDS", 0)
     receiver.expect_request("/hook").respond_with_data("ok")
     ids, lease = _chunk(hooked_app, 4)
