@@ -11,7 +11,7 @@ from django.db.models import F
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -70,6 +70,12 @@ class ApplicationApi(APIView):
         return self.request.auth
 
     def query_input(self, serializer_class) -> dict:
+        # DRF reads `?status=` as no filter at all; a client that sent one meant something, so it
+        # hears that the value is missing instead of getting every row.
+        blank = {name: ["Give a value, or leave the parameter out."]
+                 for name in serializer_class().fields if self.request.query_params.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
         serializer = serializer_class(data=self.request.query_params)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data

@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("devices", "0005_forget_previous_owners_values"),
+        ("devices", "0006_event_device_name"),
     ]
 
     operations = [
