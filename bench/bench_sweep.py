@@ -67,6 +67,7 @@ def device_columns(product_id, owner_first_id, owners, stale_every):
         "values": "'{}'::jsonb",
         "token_digest": "NULL",
         "token_issued_at": "NULL",
+        "token_issued_ip": "NULL",
         "token_used_at": "NULL",
         "certificate_pem": "''",
         "certificate_serial": "''",

@@ -21,7 +21,7 @@ from django.db import transaction
 from portal.errors import ValidationError
 from portal.secrets import decrypt, encrypt
 
-from .models import Product
+from .models import Product, RevokedCertificate
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ CA_VALIDITY = timedelta(days=20 * 365)
 # Devices with a slow or unset clock still accept a certificate issued a moment ago.
 BACKDATE = timedelta(minutes=5)
 MAX_CSR_BYTES = 16 * 1024
+# A verifier fetches the list again before this runs out; a fresh one is signed on every request.
+CRL_VALIDITY = timedelta(days=1)
 
 
 class CsrError(ValidationError):
@@ -171,10 +173,7 @@ def certificate_issue(*, product: Product, serial: str, csr_pem: str) -> tuple[s
         raise CsrError(
             "csr names another device.", code="csr_wrong_subject", fields={"csr": ["The CN must be this serial."]}
         )
-    product_ca_ensure(product=product)
-    if not product.ca_key_encrypted:
-        product.ca_key_encrypted = Product.objects.values_list("ca_key_encrypted", flat=True).get(pk=product.pk)
-    ca_cert, ca_key = _ca_material(product.ca_certificate_pem, product.ca_key_encrypted)
+    ca_cert, ca_key = _ca_signing_material(product)
     now = datetime.now(UTC)
     public_key = csr.public_key()
     # 159 random bits: positive, at most 20 octets, unguessable (CA/B forum asks for ≥ 64 bits).
@@ -211,3 +210,35 @@ def certificate_issue(*, product: Product, serial: str, csr_pem: str) -> tuple[s
         .sign(ca_key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode(), format(serial_number, "x")
+
+
+def _ca_signing_material(product: Product):
+    product_ca_ensure(product=product)
+    if not product.ca_key_encrypted:
+        product.ca_key_encrypted = Product.objects.values_list("ca_key_encrypted", flat=True).get(pk=product.pk)
+    return _ca_material(product.ca_certificate_pem, product.ca_key_encrypted)
+
+
+def product_crl(*, product: Product) -> str:
+    """The product CA's certificate revocation list (PEM, X.509 v2), signed now: every certificate
+    voided by a reset, a new owner, the owner's revocation or a re-issue."""
+    ca_cert, ca_key = _ca_signing_material(product)
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - BACKDATE)
+        .next_update(now + CRL_VALIDITY)
+        # Increases with every list issued, as RFC 5280 asks.
+        .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )
+    revoked = RevokedCertificate.objects.filter(product=product).values_list("serial_number", "revoked_at")
+    for serial_number, revoked_at in revoked.order_by("revoked_at").iterator():
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(int(serial_number, 16)).revocation_date(revoked_at).build()
+        )
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()

@@ -116,6 +116,9 @@ class Device(models.Model):
     # until then each provisioning poll issues fresh credentials.
     token_digest = models.CharField(max_length=64, null=True, blank=True, editable=False)
     token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The address of the provisioning poll that received the current credentials: shown to the owner,
+    # who can tell a poll from their own network from one by someone else holding the factory key.
+    token_issued_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
     token_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     certificate_pem = models.TextField(blank=True, editable=False)
     certificate_serial = models.CharField(max_length=64, blank=True, editable=False)
@@ -295,3 +298,26 @@ class NotificationState(models.Model):
 
     def __str__(self):
         return f"{self.device_id} known {self.status}"
+
+
+class RevokedCertificate(models.Model):
+    """A device certificate voided before its end (reset, new owner, the owner's revocation, or a
+    re-issue replacing it): its serial goes on the product CA's revocation list."""
+
+    class Reason(models.TextChoices):
+        OWNER_CHANGED = "owner_changed", "Reset or new owner"
+        REVOKED = "revoked", "Revoked by the owner"
+        SUPERSEDED = "superseded", "Replaced by a new certificate"
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="revoked_certificates")
+    serial_number = models.CharField(max_length=64, help_text="Hex, as Device.certificate_serial.")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    revoked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product", "serial_number"], name="revoked_certificate_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.serial_number} ({self.reason})"

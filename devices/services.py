@@ -7,7 +7,7 @@ from django.db import transaction
 from portal.errors import ValidationError
 from portal.secrets import keyed_digest
 
-from .models import LOOK_AT_ONCE, Device, DeviceStatus
+from .models import LOOK_AT_ONCE, Device, DeviceStatus, RevokedCertificate
 
 logger = logging.getLogger(__name__)
 
@@ -31,24 +31,41 @@ def token_digest(token: str) -> str:
 _NO_CREDENTIALS = {
     "token_digest": None,
     "token_issued_at": None,
+    "token_issued_ip": None,
     "token_used_at": None,
     "certificate_pem": "",
     "certificate_serial": "",
 }
 
 
-def _device_reset(device: Device, fields: dict) -> None:
+def certificate_revoke(*, product_id, serial_number: str, reason: str) -> None:
+    """Puts a voided certificate's serial on its product CA's revocation list (once)."""
+    if serial_number:
+        RevokedCertificate.objects.get_or_create(
+            product_id=product_id, serial_number=serial_number, defaults={"reason": reason}
+        )
+
+
+def _device_reset(device: Device, fields: dict, *, reason: str) -> None:
+    # The row lock orders this against a provisioning poll issuing a certificate at the same time,
+    # so the serial read here is the one being voided.
+    current = Device.objects.select_for_update().filter(pk=device.pk).values_list("product_id", "certificate_serial")
+    for product_id, serial_number in current:
+        certificate_revoke(product_id=product_id, serial_number=serial_number, reason=reason)
     Device.objects.filter(pk=device.pk).update(**fields)
     for name, value in fields.items():
         setattr(device, name, value)
 
 
 @transaction.atomic
-def device_credentials_revoke(*, device: Device) -> None:
-    """Voids the device's token and certificate: old credentials get 401 and the next
-    provisioning poll starts over (unclaimed, or fresh credentials for a new owner)."""
-    _device_reset(device, _NO_CREDENTIALS)
-    logger.info("device.credentials_revoked", extra={"device_id": str(device.pk)})
+def device_credentials_revoke(*, device: Device, actor=None) -> None:
+    """Voids the device's token and certificate (its serial goes on the product CA's revocation
+    list): old credentials get 401 and the next provisioning poll starts over (fresh credentials
+    while the device is owned, unclaimed otherwise)."""
+    _device_reset(device, _NO_CREDENTIALS, reason=RevokedCertificate.Reason.REVOKED)
+    logger.info(
+        "device.credentials_revoked", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)}
+    )
 
 
 @transaction.atomic
@@ -56,7 +73,11 @@ def device_owner_forget(*, device: Device) -> None:
     """What a change of owner wipes from the device: its credentials (as device_credentials_revoke),
     its latest values and last IP, and the previous owner's nickname for it. Its readings stay, but
     owners and applications read only those recorded since they got the device."""
-    _device_reset(device, {**_NO_CREDENTIALS, "values": {}, "last_ip": None, "name": ""})
+    _device_reset(
+        device,
+        {**_NO_CREDENTIALS, "values": {}, "last_ip": None, "name": ""},
+        reason=RevokedCertificate.Reason.OWNER_CHANGED,
+    )
     logger.info("device.owner_forgotten", extra={"device_id": str(device.pk)})
 
 

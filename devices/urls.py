@@ -8,6 +8,7 @@ app_name = "devices"
 urlpatterns = [
     path("", views.device_list, name="list"),
     path("<uuid:pk>/rename/", views.device_rename, name="rename"),
+    path("<uuid:pk>/credentials/revoke/", views.device_credentials_revoke, name="credentials-revoke"),
     path("notifications/", notification_views.notification_settings, name="notifications"),
     path("notifications/<uuid:pk>/", notification_views.notification_device, name="notifications-device"),
     path(

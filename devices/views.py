@@ -101,3 +101,15 @@ def device_rename(request, pk):
                 return redirect(back or reverse("claiming:device", args=[device.pk]))
         status = HTTPStatus.BAD_REQUEST
     return render(request, "devices/rename.html", {"device": device, "form": form, "next": back}, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def device_credentials_revoke(request, pk):
+    """The owner voids the device's token and certificate; the device provisions again."""
+    device = selectors.device_get_for_owner(request.user, pk)
+    if request.method == "POST":
+        services.device_credentials_revoke(device=device, actor=request.user)
+        messages.success(request, "Credentials revoked. The device gets new ones at its next provisioning poll.")
+        return redirect(reverse("claiming:device", args=[device.pk]))
+    return render(request, "devices/credentials_revoke.html", {"device": device})

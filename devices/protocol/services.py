@@ -36,8 +36,9 @@ from ..models import (
     DeviceStatus,
     Product,
     Reading,
+    RevokedCertificate,
 )
-from ..services import FACTORY_KEY_PURPOSE, factory_key_digest, token_digest
+from ..services import FACTORY_KEY_PURPOSE, certificate_revoke, factory_key_digest, token_digest
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +89,15 @@ def retry_after_seconds(*, attempt: int, cap: int) -> int:
     return max(1, round(ideal * random.uniform(0.8, 1.2)))
 
 
-def device_provision(*, serial: str, factory_key: str, attempt: int = 0, csr_pem: str | None = None) -> dict:
+def device_provision(
+    *, serial: str, factory_key: str, attempt: int = 0, csr_pem: str | None = None, ip: str | None = None
+) -> dict:
     """Answers a provisioning poll authenticated by serial and factory key.
 
     - not owned: `unclaimed` with the time to wait;
     - owned, credentials not used yet: `claimed` with a fresh token (voiding the previous unused
-      one) and, when a CSR was sent, a certificate signed by the product's CA;
+      one, whose certificate goes on the revocation list) and, when a CSR was sent, a certificate
+      signed by the product's CA; the time and `ip` of this poll are kept for the owner to see;
     - owned and the token already used: `provisioned`, without secrets.
     Raises Unauthenticated (same answer for an unknown serial and a wrong key) or CsrError.
     """
@@ -113,14 +117,28 @@ def device_provision(*, serial: str, factory_key: str, attempt: int = 0, csr_pem
         if csr_pem is not None:
             certificate, certificate_serial = certificate_issue(product=device.product, serial=serial, csr_pem=csr_pem)
         token = random_token(32)
-        # Conditional: a check-in with the previous token, or a reset, may have landed meanwhile;
-        # then this poll must not hand out credentials, and is answered afresh.
-        issued = Device.objects.filter(pk=device.pk, owner_id=owner_id, token_used_at__isnull=True).update(
-            token_digest=token_digest(token),
-            token_issued_at=timezone.now(),
-            certificate_pem=certificate,
-            certificate_serial=certificate_serial,
-        )
+        # Conditional (the row locked): a check-in with the previous token, or a reset, may have
+        # landed meanwhile; then this poll must not hand out credentials, and is answered afresh.
+        with transaction.atomic():
+            replaced = (
+                Device.objects.select_for_update()
+                .filter(pk=device.pk, owner_id=owner_id, token_used_at__isnull=True)
+                .values_list("certificate_serial", flat=True)
+                .first()
+            )
+            issued = replaced is not None and Device.objects.filter(pk=device.pk).update(
+                token_digest=token_digest(token),
+                token_issued_at=timezone.now(),
+                token_issued_ip=ip,
+                certificate_pem=certificate,
+                certificate_serial=certificate_serial,
+            )
+            if issued:
+                certificate_revoke(
+                    product_id=device.product_id,
+                    serial_number=replaced,
+                    reason=RevokedCertificate.Reason.SUPERSEDED,
+                )
         if issued:
             logger.info(
                 "device.credentials_issued",

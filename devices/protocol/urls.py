@@ -9,4 +9,6 @@ urlpatterns = [
     path("checkin", views.DeviceCheckinApi.as_view(), name="checkin"),
     path("commands", views.DeviceCommandListApi.as_view(), name="commands"),
     path("commands/<uuid:command_id>", views.DeviceCommandAckApi.as_view(), name="command-ack"),
+    path("ca/<slug:slug>/ca.pem", views.product_ca_certificate, name="ca-certificate"),
+    path("ca/<slug:slug>/crl.pem", views.product_ca_crl, name="ca-crl"),
 ]

@@ -13,7 +13,7 @@ import math
 from http import HTTPStatus
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.views import APIView
@@ -22,7 +22,9 @@ from portal.errors import ApplicationError, Throttled, ValidationError, error_bo
 from portal.http import client_ip
 from portal.text import storable
 
+from ..ca import product_ca_ensure, product_crl
 from ..commands import command_ack
+from ..models import Product
 from ..services import token_digest
 from . import limits, schema, services
 from .services import Unauthenticated
@@ -237,7 +239,9 @@ class DeviceProvisionApi(DeviceEndpoint):
         if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
             raise ValidationError("attempt must be a whole number ≥ 0.", fields={"attempt": ["A whole number ≥ 0."]})
         csr = body.get("csr")
-        answer = services.device_provision(serial=serial, factory_key=key, attempt=attempt, csr_pem=csr)
+        answer = services.device_provision(
+            serial=serial, factory_key=key, attempt=attempt, csr_pem=csr, ip=client_ip(request)
+        )
         if answer["state"] == "claimed":
             answer["endpoints"] = {
                 "checkin": request.build_absolute_uri(reverse("device-protocol:checkin")),
@@ -306,3 +310,24 @@ class DeviceCommandAckApi(DeviceEndpoint):
             device=device, command_id=command_id, status=body.get("status"), result=body.get("result")
         )
         return JsonResponse({"id": str(command.id), "status": command.status})
+
+
+def _pem_response(request, slug, render) -> HttpResponse:
+    if request.method != "GET":
+        return JsonResponse(error_body("method_not_allowed", "Use GET."), status=405, headers={"Allow": "GET"})
+    product = Product.objects.filter(slug=slug).first()
+    if product is None:
+        return JsonResponse(error_body("not_found", "No such product."), status=HTTPStatus.NOT_FOUND)
+    response = HttpResponse(render(product), content_type="application/x-pem-file")
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def product_ca_certificate(request, slug):
+    """The product CA's certificate (PEM): the trust anchor for its devices' client certificates."""
+    return _pem_response(request, slug, lambda product: product_ca_ensure(product=product))
+
+
+def product_ca_crl(request, slug):
+    """The product CA's revocation list (PEM), for whatever verifies its devices' certificates."""
+    return _pem_response(request, slug, lambda product: product_crl(product=product))

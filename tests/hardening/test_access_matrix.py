@@ -29,7 +29,7 @@ PUBLIC_PREFIXES = ("accounts/",)  # allauth
 DEVICE_PAGES = {
     "claiming:device", "claiming:device-reset", "claiming:device-transfer", "claiming:transfer-cancel",
     "claiming:device-pin", "claiming:device-command", "claiming:device-app-link", "devices:rename",
-    "devices:notifications-device",
+    "devices:notifications-device", "devices:credentials-revoke",
 }
 APP_PAGES = {
     "apps:detail", "apps:settings", "apps:secret", "apps:shown-once", "apps:signing-secret", "apps:pause",
