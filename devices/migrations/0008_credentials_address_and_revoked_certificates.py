@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('devices', '0005_forget_previous_owners_values'),
+        ('devices', '0007_device_serial_upper'),
     ]
 
     operations = [
