@@ -67,13 +67,17 @@ def flat_object_errors(value, *, max_keys, what) -> list[str]:
     if len(value) > max_keys:
         return [f"{what} may hold at most {max_keys} keys."]
     for key, item in value.items():
-        if not isinstance(key, str) or not key or len(key) > 64 or not storable(key):
+        if isinstance(key, str) and not storable(key):
+            return [f"{what} keys must not hold NUL characters or unpaired surrogates."]
+        if not isinstance(key, str) or not key or len(key) > 64:
             return [f"{what} keys must be names of 1 to 64 characters."]
         if not _is_scalar(item):
             return [f"{what}[{key!r}] must be a number, a string, true, false or null, not a list or an object."]
         if isinstance(item, float) and not math.isfinite(item):
             return [f"{what}[{key!r}] must be a finite number."]
-        if isinstance(item, str) and (len(item) > MAX_STRING or not storable(item)):
+        if isinstance(item, str) and not storable(item):
+            return [f"{what}[{key!r}] must not hold NUL characters or unpaired surrogates."]
+        if isinstance(item, str) and len(item) > MAX_STRING:
             return [f"{what}[{key!r}] must be text of at most {MAX_STRING} characters."]
     return []
 

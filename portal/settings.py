@@ -336,6 +336,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"DeviceStatusEnum": "devices.models.DeviceStatus"},
+    "WEBHOOKS": ["apps.api.event_schema.EVENT_WEBHOOK"],
 }
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from devices.command_definitions import BUILT_IN
 from devices.commands import MAX_TTL
-from devices.models import DeviceEventType, DeviceStatus
+from devices.models import DeviceStatus
 
 # --- errors ------------------------------------------------------------------------------------
 
@@ -135,23 +135,7 @@ COMMAND_SEND_EXAMPLE = OpenApiExample(
 # --- events ------------------------------------------------------------------------------------
 
 
-class EventDeviceOutput(serializers.Serializer):
-    """The device as it was when the event happened (read from the event)."""
-
-    id = serializers.UUIDField(source="device_id")
-    serial = serializers.CharField(source="device.serial")
-    product = serializers.CharField(source="device.product.slug")
-    name = serializers.CharField(source="device_name", help_text="The owner's name for the device at the event's time.")
-
-
-class EventOutput(serializers.Serializer):
-    """The body of the webhook that delivers the same event."""
-
-    id = serializers.UUIDField(help_text="Also the `webhook-id` of the same event delivered to your callback.")
-    type = serializers.ChoiceField(choices=DeviceEventType.choices)
-    device = EventDeviceOutput(source="*")
-    created_at = serializers.DateTimeField()
-    data = serializers.DictField()
+# The events themselves, one shape per type: `apps/api/event_schema.py`.
 
 
 class EventFilterInput(serializers.Serializer):

@@ -22,6 +22,7 @@ from devices.commands import command_send
 
 from . import selectors
 from .authentication import ApplicationBasicAuthentication
+from .event_schema import EVENT_SCHEMA, EventOutput
 from .pagination import (
     CommandCursorPagination,
     DeviceCursorPagination,
@@ -39,7 +40,6 @@ from .serializers import (
     DeviceFilterInput,
     DeviceOutput,
     EventFilterInput,
-    EventOutput,
     ReadingFilterInput,
     ReadingOutput,
 )
@@ -224,7 +224,7 @@ class EventListApi(ApplicationApi):
         "same ids, as the webhook deliveries: deduplicate by `id`. Follow `next` to the end, then poll "
         "again later with `since` set to the `created_at` of the last event you read.",
         parameters=[EventFilterInput, *ERROR_HEADERS],
-        responses={200: EventOutput(many=True), **error_responses(*LIST_ERRORS)},
+        responses={200: EVENT_SCHEMA, **error_responses(*LIST_ERRORS)},
         tags=["events"],
     )
     def get(self, request):

@@ -5,8 +5,13 @@ authentication classes exist so drf-spectacular can describe them. They never ru
 """
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
+
+from devices.commands import MAX_STRING
+
+from .services import MAX_VALUES
 
 
 class FactoryKeyAuthentication(BaseAuthentication):
@@ -61,7 +66,8 @@ class DeviceProvisionInput(serializers.Serializer):
     csr = serializers.CharField(
         required=False,
         allow_null=True,
-        help_text="Absent or null: no certificate. A PEM certificate signing request for an EC P-256 (recommended) or P-384, Ed25519, or RSA "
+        help_text="Absent or null: no certificate. A PEM certificate signing request for an EC P-256 "
+        "(recommended) or P-384, Ed25519, or RSA "
         "≥ 2048-bit key (any other: csr_unsupported_key). Only its public key is used; a CN, if any, must be "
         "the device's serial.",
     )
@@ -85,10 +91,30 @@ class DeviceProvisionOutput(serializers.Serializer):
     endpoints = EndpointsOutput(required=False, help_text="claimed only.")
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": MAX_VALUES,
+        "propertyNames": {"minLength": 1, "maxLength": 64},
+        "additionalProperties": {
+            "oneOf": [
+                {"type": "number"},
+                {"type": "string", "maxLength": MAX_STRING},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        },
+    }
+)
+class FlatValuesField(serializers.DictField):
+    """A device's values: a flat object, as `devices.commands.flat_object_errors` requires."""
+
+
 class DeviceCheckinInput(serializers.Serializer):
-    values = serializers.DictField(
-        child=serializers.JSONField(),
-        help_text="At most 64 names, each a number, a string (≤ 256 characters), true, false or null.",
+    values = FlatValuesField(
+        help_text=f"At most {MAX_VALUES} names of 1 to 64 characters, each a number, a string (at most "
+        f"{MAX_STRING} characters), true, false or null: a flat object, never a list or a nested object. "
+        "NaN and Infinity are not JSON: a body with them is `malformed_json`.",
     )
 
 

@@ -50,15 +50,19 @@ def _error_response(exc: ApplicationError, *, challenge=None) -> JsonResponse:
     return JsonResponse(body, status=exc.status, headers=headers)
 
 
+class _NotAJsonNumber(ValueError):
+    pass
+
+
 def _finite_float(text):
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError("not a finite number")
+        raise _NotAJsonNumber(text)
     return value
 
 
 def _no_constant(name):
-    raise ValueError(f"{name} is not JSON")
+    raise _NotAJsonNumber(name)
 
 
 def _too_large(limit):
@@ -127,6 +131,9 @@ def read_json_object(request, *, required=True) -> dict:
         return {}
     try:
         data = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
+    except _NotAJsonNumber:
+        message = "NaN, Infinity and numbers beyond ±1.8e308 are not JSON numbers: send a finite number or null."
+        raise BadBody(message, code="malformed_json") from None
     except (ValueError, RecursionError):
         raise BadBody("The body is not valid JSON.", code="malformed_json") from None
     if not isinstance(data, dict):

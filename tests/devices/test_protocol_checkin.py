@@ -128,6 +128,26 @@ def test_bad_input_gets_400_and_changes_nothing(client, owned_device, token, bod
     assert _snapshot(owned_device) == before
 
 
+@pytest.mark.parametrize(
+    ("body", "code", "says"),
+    [
+        (b'{"values": {"t": NaN}}', "malformed_json", "NaN, Infinity and numbers beyond"),
+        (b'{"values": {"t": -Infinity}}', "malformed_json", "NaN, Infinity and numbers beyond"),
+        (b'{"values": {"t": 1e999}}', "malformed_json", "NaN, Infinity and numbers beyond"),
+        (b'{"values": {"t": "a\\u0000b"}}', "invalid_values", "must not hold NUL characters"),
+        (b'{"values": {"a\\u0000b": 1}}', "invalid_values", "must not hold NUL characters"),
+    ],
+    ids=["nan", "minus-infinity", "overflow", "nul-in-value", "nul-in-name"],
+)
+def test_numbers_json_cannot_hold_and_nul_characters_get_the_documented_code_and_say_why(
+    client, token, body, code, says
+):
+    response = client.post(CHECKIN_URL, data=body, content_type="application/json", **bearer(token))
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["error"]["code"] == code
+    assert says in json.dumps(response.json(), ensure_ascii=False)
+
+
 def test_bad_input_before_first_use_does_not_mark_the_token_used(client, owned_device, token):
     response = client.post(CHECKIN_URL, data=b'{"values": []}', content_type="application/json", **bearer(token))
     assert response.status_code == HTTPStatus.BAD_REQUEST
