@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.SecurityHeadersMiddleware",
+    "portal.middleware.NoStoreForAccountsMiddleware",
     "portal.middleware.RefuseNulInAddressMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -341,6 +342,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")
+# /healthz shows its figures to staff and to `Authorization: Bearer <HEALTHZ_TOKEN>`; others hear ok or not.
+HEALTHZ_TOKEN = envsecret("HEALTHZ_TOKEN")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
