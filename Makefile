@@ -17,12 +17,12 @@ install: $(STAMP)
 
 # Embedded default: SQLite, a filesystem Celery broker, web + worker + beat + simulated devices.
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py rundemo
+	DEBUG=True $(BIN)/python manage.py migrate --noinput
+	DEBUG=True $(BIN)/python manage.py seed_demo
+	DEBUG=True $(BIN)/python manage.py rundemo
 
 test: install
-	$(BIN)/python manage.py makemigrations --check --dry-run >/dev/null
+	DEBUG=True $(BIN)/python manage.py makemigrations --check --dry-run >/dev/null
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 

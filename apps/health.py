@@ -1,19 +1,23 @@
 """`/healthz`: is the portal alive, and is its background work keeping up?
 
-200 when every check is ok, 503 naming the failing ones otherwise. Each check says only "ok" or
-what is wrong in plain words, and a few figures: no hostnames, addresses, versions or error texts
-(those can carry connection strings), so the endpoint can be public for load balancers and
-container health checks. It costs two small indexed queries, a cache read and a broker connect.
+200 when every check is ok, 503 otherwise. The public hears only that (`{"status": "ok"}` or
+"failing"), enough for load balancers and container health checks; staff sessions and
+`Authorization: Bearer <HEALTHZ_TOKEN>` (monitoring) also get each check, the failing ones named,
+and a few figures (backlogs say how busy the portal is). Even then no hostnames, addresses,
+versions or error texts (those can carry connection strings). It costs two small indexed queries,
+a cache read and a broker connect.
 
 The checks: the database answers; the broker accepts a connection; beat is alive (the stale sweep
 it runs every minute finished less than BEAT_LATE_AFTER ago); the webhook queue drains (no due
 delivery has waited longer than DELIVERIES_LATE_AFTER for a worker).
 """
 
+import hmac
 import logging
 from datetime import timedelta
 from http import HTTPStatus
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.db.models import Count, Min
@@ -52,10 +56,20 @@ def healthz(request):
         "deliveries": _deliveries_check(now),
     }
     failing = [name for name, check in checks.items() if check["status"] != OK]
-    body = {"status": FAILING if failing else OK, "checks": checks}
-    if failing:
-        body["failing"] = failing
+    body = {"status": FAILING if failing else OK}
+    if _may_see_figures(request):
+        body["checks"] = checks
+        if failing:
+            body["failing"] = failing
     return JsonResponse(body, status=HTTPStatus.SERVICE_UNAVAILABLE if failing else HTTPStatus.OK)
+
+
+def _may_see_figures(request):
+    if request.user.is_authenticated and request.user.is_staff:
+        return True
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.HEALTHZ_TOKEN
+    return bool(expected) and scheme == "Bearer" and hmac.compare_digest(token.encode(), expected.encode())
 
 
 def _failing(name, error, **figures):

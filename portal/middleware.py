@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.utils.cache import patch_cache_control
 
 from .views import bad_request
 
@@ -29,3 +30,21 @@ class RefuseNulInAddressMiddleware:
         if "\x00" in request.path_info or "%00" in request.META.get("QUERY_STRING", ""):
             return bad_request(request)
         return self.get_response(request)
+
+
+class NoStoreForAccountsMiddleware:
+    """Cache-Control: no-store on every answer to a signed-in person and on the account pages: a
+    shared computer's back button or a proxy must not show a device list, a claim code or a
+    password form. An answer that sets its own Cache-Control (public assets) keeps it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if "Cache-Control" in response:
+            return response
+        user = getattr(request, "user", None)
+        if (user is not None and user.is_authenticated) or request.path_info.startswith("/accounts/"):
+            patch_cache_control(response, no_store=True, private=True)
+        return response

@@ -48,7 +48,9 @@ DEV_SECRET = "dev-only-secret-do-not-use-in-production"
 DEV_PEPPER = "dev-only-pepper-do-not-use-in-production"
 DEV_FERNET_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1ub3QtZm9yLXByb2Q="  # base64 of 32 bytes, development only
 
-DEBUG = envbool("DEBUG", "True")
+# Off unless turned on: a deployment that forgets it gets no debug pages and refuses the
+# development secrets below. `make run` and the test suite (tests/settings.py) turn it on.
+DEBUG = envbool("DEBUG", "False")
 SECRET_KEY = envsecret("SECRET_KEY", DEV_SECRET)
 # Earlier keys still accepted for signatures while a new SECRET_KEY takes over (docs/operations.md).
 SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS")
@@ -102,6 +104,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.SecurityHeadersMiddleware",
+    "portal.middleware.NoStoreForAccountsMiddleware",
     "portal.middleware.RefuseNulInAddressMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -340,6 +343,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")
+# /healthz shows its figures to staff and to `Authorization: Bearer <HEALTHZ_TOKEN>`; others hear ok or not.
+HEALTHZ_TOKEN = envsecret("HEALTHZ_TOKEN")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -20,6 +20,13 @@ from tests.factories import ApplicationFactory
 pytestmark = pytest.mark.django_db
 
 URL = "/healthz"
+TOKEN = "healthz-token-for-monitoring"
+BEARER = f"Bearer {TOKEN}"
+
+
+@pytest.fixture(autouse=True)
+def _healthz_token(settings):
+    settings.HEALTHZ_TOKEN = TOKEN
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -44,7 +51,7 @@ def due_delivery(waited, **app):
 
 
 def test_all_well_is_200_with_every_check(client, swept):
-    response = client.get(URL)
+    response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 
     assert response.status_code == HTTPStatus.OK
     assert response["Cache-Control"].startswith("max-age=0")
@@ -67,7 +74,7 @@ def test_no_login_is_needed_and_only_reads_are_allowed(client, swept):
 def test_a_late_beat_is_503(client, swept, clock):
     clock.shift(181)
 
-    response = client.get(URL)
+    response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     body = response.json()
@@ -77,10 +84,10 @@ def test_a_late_beat_is_503(client, swept, clock):
 
 
 def test_a_fresh_install_waits_for_the_first_sweep_then_is_503(client, clock):
-    assert client.get(URL).status_code == HTTPStatus.OK
+    assert client.get(URL, HTTP_AUTHORIZATION=BEARER).status_code == HTTPStatus.OK
 
     clock.shift(181)
-    response = client.get(URL)
+    response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert response.json()["checks"]["beat"]["error"].startswith("no stale sweep has run")
@@ -92,7 +99,7 @@ def test_an_unreadable_heartbeat_is_503(client, swept, monkeypatch):
 
     monkeypatch.setattr(health, "last_sweep_at", cache_down)
 
-    response = client.get(URL)
+    response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert response.json()["failing"] == ["beat"]
@@ -105,7 +112,7 @@ def test_a_database_that_does_not_answer_is_503(client, swept, monkeypatch):
 
     monkeypatch.setattr(health, "connection", DownConnection())
 
-    response = client.get(URL)
+    response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     body = response.json()
@@ -120,7 +127,7 @@ def test_a_broker_that_refuses_connections_is_503(client, swept, monkeypatch):
         celery_app, "connection_for_write", lambda: Connection("redis://127.0.0.1:1/0", connect_timeout=1)
     )
 
-    response = client.get(URL)
+    response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     body = response.json()
@@ -133,7 +140,7 @@ def test_due_deliveries_are_counted(client, swept):
     due_delivery(30)
     due_delivery(60)
 
-    checks = client.get(URL).json()["checks"]
+    checks = client.get(URL, HTTP_AUTHORIZATION=BEARER).json()["checks"]
 
     assert checks["deliveries"] == {"status": "ok", "due": 2, "due_capped": False, "oldest_due_seconds": 60}
 
@@ -141,7 +148,7 @@ def test_due_deliveries_are_counted(client, swept):
 def test_a_delivery_waiting_too_long_for_a_worker_is_503(client, swept):
     due_delivery(601)
 
-    response = client.get(URL)
+    response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert response.json()["failing"] == ["deliveries"]
@@ -151,7 +158,7 @@ def test_a_delivery_waiting_too_long_for_a_worker_is_503(client, swept):
 def test_a_paused_application_s_deliveries_are_not_due(client, swept):
     due_delivery(3600, paused_at=NOW - timedelta(days=1))
 
-    response = client.get(URL)
+    response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 
     assert response.status_code == HTTPStatus.OK
     assert response.json()["checks"]["deliveries"]["due"] == 0
@@ -164,13 +171,13 @@ def test_every_failure_is_named_at_once(client, clock, monkeypatch):
         celery_app, "connection_for_write", lambda: Connection("redis://127.0.0.1:1/0", connect_timeout=1)
     )
 
-    body = client.get(URL).json()
+    body = client.get(URL, HTTP_AUTHORIZATION=BEARER).json()
 
     assert body["failing"] == ["broker", "beat", "deliveries"]
 
 
 def test_nothing_secret_or_internal_is_shown(client, swept):
-    text = json.dumps(client.get(URL).json())
+    text = json.dumps(client.get(URL, HTTP_AUTHORIZATION=BEARER).json())
 
     for secret in (settings.SECRET_KEY, settings.DATABASES["default"]["NAME"], settings.CELERY_BROKER_URL):
         assert str(secret) not in text
@@ -179,4 +186,24 @@ def test_nothing_secret_or_internal_is_shown(client, swept):
 def test_the_check_costs_two_queries(client, swept, django_assert_num_queries):
     with django_assert_num_queries(2):
         # 1. SELECT 1 (database); 2. count and age of due deliveries, capped (deliveries)
-        client.get(URL)
+        client.get(URL, HTTP_AUTHORIZATION=BEARER)
+
+
+def test_the_public_hears_only_ok_or_not(client, swept, clock):
+    assert client.get(URL).json() == {"status": "ok"}
+    due_delivery(11 * 60)
+    for authorization in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong"}, {"HTTP_AUTHORIZATION": f"Basic {TOKEN}"}):
+        response = client.get(URL, **authorization)
+        assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        assert response.json() == {"status": "failing"}
+
+
+def test_staff_and_the_token_hear_the_figures(client, swept, staff, settings):
+    assert "checks" in client.get(URL, HTTP_AUTHORIZATION=BEARER).json()
+    client.force_login(staff)
+    assert client.get(URL).json()["checks"]["deliveries"]["due"] == 0
+
+
+def test_without_a_configured_token_no_bearer_is_accepted(client, swept, settings):
+    settings.HEALTHZ_TOKEN = ""
+    assert client.get(URL, HTTP_AUTHORIZATION="Bearer ").json() == {"status": "ok"}

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,26 @@ def test_production_refuses_development_secrets(tmp_path, name):
 def test_bad_boolean_is_refused(tmp_path):
     result = manage(production_env(tmp_path, DEBUG="maybe"), "check")
     assert "DEBUG must be true or false" in result.stderr
+
+
+def test_debug_is_off_unless_turned_on(tmp_path):
+    env = production_env(tmp_path)
+    del env["DEBUG"]
+    result = manage(env, "shell", "-c", "from django.conf import settings; print('DEBUG', settings.DEBUG)")
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG False" in result.stdout
+
+
+def test_a_deployment_that_forgets_debug_and_secrets_does_not_start(tmp_path):
+    env = production_env(tmp_path)
+    for name in ("DEBUG", "SECRET_KEY", "SECRET_PEPPER", "FERNET_KEYS"):
+        del env[name]
+    result = manage(env, "check")
+    assert result.returncode != 0
+    assert "DEBUG is off but SECRET_KEY, SECRET_PEPPER, FERNET_KEYS still has its development value" in result.stderr
+
+
+def test_make_run_turns_debug_on_itself():
+    recipe = re.search(r"^run:.*\n((?:\t.+\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    commands = [line.strip() for line in recipe.splitlines()]
+    assert commands and all(command.startswith("DEBUG=True ") for command in commands), commands
