@@ -7,11 +7,12 @@ on guessing and the audit trail are the owner's form's: the same service functio
 
 import logging
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
 from apps.api.schema import error_responses
+from apps.api.serializers import ErrorOutput
 from apps.api.views import ERROR_HEADERS, ApplicationApi
 from apps.models import Connection
 from portal.errors import ValidationError
@@ -35,6 +36,28 @@ def connected_user_get(application, email):
     return connection.user
 
 
+CLAIM_CONFLICT = OpenApiResponse(
+    ErrorOutput,
+    description="`already_claimed`: someone else owns the device, or its maker pre-claimed it for another "
+    "email address. `already_yours`: the user owns every device the request names already (a retried claim "
+    "whose first answer was lost lands here: the devices are the user's and linked to your application).",
+    examples=[
+        OpenApiExample(
+            "already_claimed",
+            value={"error": {"code": "already_claimed", "message": "This device has already been claimed."}},
+            response_only=True,
+            status_codes=[409],
+        ),
+        OpenApiExample(
+            "already_yours",
+            value={"error": {"code": "already_yours", "message": "You already own this device."}},
+            response_only=True,
+            status_codes=[409],
+        ),
+    ],
+)
+
+
 class ClaimCreateApi(ApplicationApi):
     """Claim devices for a user who connected your application; they are linked to it at once."""
 
@@ -48,7 +71,7 @@ class ClaimCreateApi(ApplicationApi):
         request=ClaimCreateInput,
         examples=CLAIM_EXAMPLES,
         parameters=ERROR_HEADERS,
-        responses={201: ClaimOutput, **error_responses(400, 401, 403, 409, 415, 429)},
+        responses={201: ClaimOutput, **error_responses(400, 401, 403, 415, 429), 409: CLAIM_CONFLICT},
         tags=["claims"],
     )
     def post(self, request):

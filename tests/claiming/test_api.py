@@ -192,3 +192,20 @@ def test_is_throttled_per_application(client, app_auth, connected_user, settings
     response = claim(client, {"user_email": "bob@example.com", "code": "AAAAA-BBBBB"}, app_auth)
     assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
     assert "Retry-After" in response
+
+
+def test_the_schema_documents_both_conflicts_of_a_claim(client):
+    schema = client.get("/api/schema/?format=json").json()
+    conflict = schema["paths"]["/api/v1/claims"]["post"]["responses"]["409"]
+    assert "already_yours" in conflict["description"] and "already_claimed" in conflict["description"]
+    examples = conflict["content"]["application/json"]["examples"]
+    assert {e["value"]["error"]["code"] for e in examples.values()} == {"already_claimed", "already_yours"}
+
+
+def test_a_retried_claim_learns_it_went_through(client, application, app_auth, connected_user, coded_device, code):
+    body = {"user_email": "bob@example.com", "code": code.raw_code}
+    assert claim(client, body, app_auth).status_code == HTTPStatus.CREATED
+    again = claim(client, body, app_auth)
+    assert again.status_code == HTTPStatus.CONFLICT
+    assert again.json()["error"]["code"] == "already_yours"
+    assert AppLink.objects.filter(application=application, device=coded_device).exists()
