@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.utils.cache import patch_cache_control
 
-from .views import bad_request
+from .views import nul_in_address
 
 
 class SecurityHeadersMiddleware:
@@ -28,7 +28,7 @@ class RefuseNulInAddressMiddleware:
 
     def __call__(self, request):
         if "\x00" in request.path_info or "%00" in request.META.get("QUERY_STRING", ""):
-            return bad_request(request)
+            return nul_in_address(request)
         return self.get_response(request)
 
 

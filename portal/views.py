@@ -44,6 +44,12 @@ def bad_request(request, exception=None):
     return _error_page(request, 400, "Bad request", "The request could not be understood.")
 
 
+def nul_in_address(request):
+    return _error_page(
+        request, 400, "Bad request", "The address holds a NUL character (%00), which no page or API takes."
+    )
+
+
 def permission_denied(request, exception=None):
     return _error_page(request, 403, "Forbidden", "You are not allowed to do that.")
 

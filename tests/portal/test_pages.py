@@ -75,4 +75,6 @@ def test_an_oversized_form_post_is_refused_before_it_is_buffered(client, setting
     ["/admin/devices/device/?q=SN%00", "/devices/?sort=name%00", "/apps/abc%00/", "/api/v1/devices?status=%00"],
 )
 def test_a_nul_in_the_address_is_a_400(admin_client, address):
-    assert admin_client.get(address).status_code == HTTPStatus.BAD_REQUEST
+    response = admin_client.get(address)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert b"NUL character" in response.content
