@@ -259,3 +259,19 @@ def test_a_renewed_certificate_is_revoked_by_the_owners_revocation(client, owned
     new = _certificate(renew(client, token, {"csr": csr_pem(owned_device.serial)}).json()["certificate"])
     device_credentials_revoke(device=Device.objects.get(pk=owned_device.pk), actor=owner)
     assert _revoked(_crl(client, owned_device.product), new)
+
+
+def test_renewal_is_in_the_openapi_schema(client):
+    schema = client.get(reverse("api-schema"), {"format": "json"}).json()
+    operation = schema["paths"]["/device/v1/certificate"]["post"]
+    assert operation["security"] == [{"deviceToken": []}]
+    assert operation["tags"] == ["device protocol"]
+    components = schema["components"]["schemas"]
+    body = components[operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]]
+    assert body["required"] == ["csr"]
+    answer = components[operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]]
+    assert set(answer["required"]) == {"certificate", "ca_chain"}
+    assert {"400", "401", "413", "429"} <= set(operation["responses"])
+    assert "csr_unsupported_key" in operation["responses"]["400"]["description"]
+    endpoints = components["EndpointsOutput"]["properties"]
+    assert "certificate" in endpoints
