@@ -5,8 +5,9 @@
 Power-on: poll /device/v1/provision at once, then as often as the portal's `retry_after` says
 (5 s doubling up to a cap), sending a CSR for a key pair kept in the state file. Once claimed,
 store the token and certificate, then check in every N seconds with values; run the commands the
-portal returns (reboot, identify, set_interval) and acknowledge them. A refused token (the owner
-reset the device, or it changed hands) means starting over from the provisioning poll.
+portal returns (reboot, identify, set_interval) and acknowledge them. When less than a third of
+the certificate's validity is left, renew it with the token and the same key pair. A refused token
+(the owner reset the device, or it changed hands) means starting over from the provisioning poll.
 
 Uses only the standard library, requests and cryptography, like a small Linux device would.
 It does not import Django.
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -34,6 +36,11 @@ from cryptography.x509.oid import NameOID
 logger = logging.getLogger("devices.agent")
 
 PROVISION_PATH = "/device/v1/provision"
+CERTIFICATE_PATH = "/device/v1/certificate"
+# Renewing a third before the end leaves months (at the default 365 days) to get through outages.
+RENEW_WHEN_LEFT = 1 / 3
+# After a refused or failed renewal, check-ins go on and renewal is tried again this much later.
+RENEW_RETRY_SECONDS = 3600
 HTTP_TIMEOUT = 15
 MIN_INTERVAL = 1
 MAX_INTERVAL = 24 * 3600
@@ -116,6 +123,17 @@ def values_from_command(command: str) -> dict:
     return values
 
 
+def _utcnow():
+    return datetime.now(UTC)
+
+
+def certificate_due(certificate_pem: str, now: datetime) -> bool:
+    """Whether less than RENEW_WHEN_LEFT of the certificate's validity is left (its notAfter says when)."""
+    certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    return certificate.not_valid_after_utc - now < lifetime * RENEW_WHEN_LEFT
+
+
 def csr_for(key, serial: str) -> str:
     return (
         x509.CertificateSigningRequestBuilder()
@@ -140,6 +158,7 @@ class Agent:
         self.status = None
         self.on_reboot = None
         self.done = {}  # command id → outcome, so a command handed out twice runs once
+        self.renew_not_before = 0.0  # time.monotonic() before which no renewal is tried again
         self.private_key = self._load_or_create_key()
         self.csr = csr_for(self.private_key, serial)
 
@@ -238,7 +257,28 @@ class Agent:
             self._announce("online", f"checking in every {self._interval(body.get('next_checkin'))} s")
             for command in body.get("commands", []):
                 self.execute(command, commands_url)
+            self.renew_certificate_if_due()
             self.stop.wait(self._interval(body.get("next_checkin")))
+
+    def renew_certificate_if_due(self) -> bool:
+        """Trades the token and a CSR for a new certificate once it is due. The portal revokes the
+        old one at once; if the answer is lost, the token still renews at the next try."""
+        certificate = self.state["certificate"]
+        if not certificate or time.monotonic() < self.renew_not_before or not certificate_due(certificate, _utcnow()):
+            return False
+        url = (self.state["endpoints"] or {}).get("certificate") or self.url + CERTIFICATE_PATH
+        response = self.session.post(url, json={"csr": self.csr}, headers=self._bearer(), timeout=HTTP_TIMEOUT)
+        body = _json(response)
+        if response.status_code == 401:
+            raise TokenRefused()
+        if response.status_code != 200 or not body.get("certificate"):
+            self.renew_not_before = time.monotonic() + RENEW_RETRY_SECONDS
+            self._announce("renewal-error", f"HTTP {response.status_code} {_error_code(body)}; trying again later")
+            return False
+        self.state.update(certificate=body["certificate"], ca_chain=body.get("ca_chain"))
+        not_after = x509.load_pem_x509_certificate(body["certificate"].encode()).not_valid_after_utc
+        self._announce("certificate-renewed", f"valid until {not_after:%Y-%m-%d}")
+        return True
 
     # Commands
 

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
 
+from devices.ca import ACCEPTED_KEYS_TEXT, MAX_CSR_BYTES
 from devices.commands import MAX_STRING
 
 from .services import MAX_VALUES
@@ -82,6 +83,7 @@ class CredentialsOutput(serializers.Serializer):
 class EndpointsOutput(serializers.Serializer):
     checkin = serializers.URLField()
     commands = serializers.URLField()
+    certificate = serializers.URLField(help_text="Where to renew the certificate (POST, bearer token).")
 
 
 class DeviceProvisionOutput(serializers.Serializer):
@@ -116,6 +118,23 @@ class DeviceCheckinInput(serializers.Serializer):
         f"{MAX_STRING} characters), true, false or null: a flat object, never a list or a nested object. "
         "NaN and Infinity are not JSON: a body with them is `malformed_json`.",
     )
+
+
+class DeviceCertificateRenewInput(serializers.Serializer):
+    csr = serializers.CharField(
+        max_length=MAX_CSR_BYTES,
+        help_text="A PEM certificate signing request for the device's current key pair or a new one. Keys: "
+        f"{ACCEPTED_KEYS_TEXT} (any other: csr_unsupported_key). Only its public key is used; a CN, if any, "
+        "must be the device's serial (else csr_wrong_subject). Missing or not a CSR: invalid_csr.",
+    )
+
+
+class DeviceCertificateRenewOutput(serializers.Serializer):
+    certificate = serializers.CharField(
+        help_text="PEM client certificate (CN = serial), valid for the product's certificate_days from now. "
+        "The certificate it replaces is on the CA's revocation list from this answer on."
+    )
+    ca_chain = serializers.CharField(help_text="PEM certificate of the product CA.")
 
 
 class DeviceCommandOutput(serializers.Serializer):

@@ -26,7 +26,7 @@ from ..ca import product_ca_ensure, product_crl
 from ..commands import command_ack
 from ..models import Product
 from ..services import token_digest
-from . import limits, schema, services
+from . import limits, renewal, schema, services
 from .services import Unauthenticated
 
 logger = logging.getLogger(__name__)
@@ -253,6 +253,7 @@ class DeviceProvisionApi(DeviceEndpoint):
             answer["endpoints"] = {
                 "checkin": request.build_absolute_uri(reverse("device-protocol:checkin")),
                 "commands": request.build_absolute_uri(reverse("device-protocol:commands")),
+                "certificate": request.build_absolute_uri(reverse("device-protocol:certificate")),
             }
         return JsonResponse(answer)
 
@@ -275,6 +276,30 @@ class DeviceCheckinApi(DeviceEndpoint):
             raise ValidationError("values is required.", code="invalid_values", fields={"values": ["Required."]})
         answer = services.device_checkin(token=token, values=body["values"], ip=client_ip(request))
         return JsonResponse(answer)
+
+
+class DeviceCertificateRenewApi(DeviceEndpoint):
+    authentication_classes = [schema.DeviceTokenAuthentication]
+    scope = "certificate"
+
+    @extend_schema(
+        tags=["device protocol"],
+        operation_id="device_certificate_renew",
+        summary="Renew the client certificate (the replaced one is revoked at once)",
+        request=schema.DeviceCertificateRenewInput,
+        responses={
+            200: schema.DeviceCertificateRenewOutput,
+            **_ERRORS,
+            400: OpenApiResponse(
+                schema.DeviceErrorOutput,
+                description="Malformed body, or a CSR refused: invalid_csr, csr_unsupported_key, csr_wrong_subject.",
+            ),
+        },
+    )
+    def post(self, request):
+        token = _device_from_token(request, self.scope)
+        body = read_json_object(request)
+        return JsonResponse(renewal.device_certificate_renew(token=token, csr_pem=body.get("csr")))
 
 
 class DeviceCommandListApi(DeviceEndpoint):

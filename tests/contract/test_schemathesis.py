@@ -75,5 +75,7 @@ def test_provisioning_answers_as_its_schema_says(live_server, world, tmp_path):
     _schemathesis(live_server, tmp_path, paths="^/device/v1/provision$", authorization=world["provision"])
 
 
-def test_check_in_and_commands_answer_as_their_schema_says(live_server, world, tmp_path):
-    _schemathesis(live_server, tmp_path, paths="^/device/v1/(checkin|commands)", authorization=world["device"])
+def test_check_in_commands_and_renewal_answer_as_their_schema_says(live_server, world, tmp_path):
+    paths = "^/device/v1/(checkin|commands|certificate)"
+    report = _schemathesis(live_server, tmp_path, paths=paths, authorization=world["device"])
+    assert "Tested: 4" in report, report[-3000:]

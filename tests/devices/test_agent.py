@@ -7,14 +7,20 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.conf import settings as django_settings
 
-from devices.agent import Agent, Simulator, State, values_from_command
+from devices import agent as agent_module
+from devices.agent import Agent, Simulator, State, certificate_due, values_from_command
 from devices.commands import command_send
-from devices.models import Command, CommandStatus, Device, DeviceStatus, Reading
+from devices.models import Command, CommandStatus, Device, DeviceStatus, Reading, RevokedCertificate
 from devices.services import device_credentials_revoke
 
 from ..factories import ClaimCodeFactory, DeviceFactory
@@ -112,6 +118,79 @@ def test_unknown_commands_are_reported_failed():
     agent = Agent(url="http://x", serial="S1", key="k", state=State(None), values=dict, session=session)
     agent.execute({"id": "c2", "name": "self_destruct", "params": {}}, "http://x/c")
     assert session.posts[0][1]["status"] == "failed"
+
+
+# Certificate renewal
+
+
+def _self_signed(days_before, days_after):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "S1")])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now - timedelta(days=days_before))
+        .not_valid_after(now + timedelta(days=days_after)).sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM).decode()
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "days_before,days_after,due", [(0, 365, False), (240, 125, False), (250, 115, True), (400, -35, True)]
+)
+def test_a_certificate_is_due_when_less_than_a_third_of_its_life_is_left(days_before, days_after, due):
+    assert certificate_due(_self_signed(days_before, days_after), datetime.now(UTC)) is due
+
+
+def _check_in_once(agent):
+    def values():
+        agent.stop.set()  # the loop checks in, renews if due, then ends instead of waiting
+        return {"t": 1}
+
+    agent.read_values = values
+    agent.stop.clear()
+    agent.check_in_loop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_agent_renews_its_certificate_once_it_is_due(live_server, owner, monkeypatch):
+    device = DeviceFactory(owner=owner)
+    agent = Agent(url=live_server.url, serial=device.serial, key=device.raw_factory_key, state=State(None), values=dict)
+    agent.provision_loop()
+    first_pem = agent.state["certificate"]
+    first = x509.load_pem_x509_certificate(first_pem.encode())
+
+    _check_in_once(agent)
+    assert agent.state["certificate"] == first_pem  # two thirds of its life left: kept
+
+    monkeypatch.setattr(agent_module, "_utcnow", lambda: first.not_valid_after_utc - timedelta(days=30))
+    _check_in_once(agent)
+    renewed = x509.load_pem_x509_certificate(agent.state["certificate"].encode())
+    assert renewed.serial_number != first.serial_number
+    assert renewed.public_key() == first.public_key()  # the same key pair, kept in the state file
+    device.refresh_from_db()
+    assert device.certificate_pem == agent.state["certificate"]
+    assert RevokedCertificate.objects.filter(serial_number=format(first.serial_number, "x")).exists()
+
+
+def test_a_refused_renewal_is_tried_again_an_hour_later_not_at_every_check_in():
+    class Refusing(_RecordingSession):
+        def post(self, url, **kwargs):
+            self.posts.append((url, kwargs["json"]))
+            response = _FakeResponse()
+            response.status_code = 400
+            return response
+
+    session = Refusing()
+    agent = Agent(url="http://x", serial="S1", key="k", state=State(None), values=dict, session=session)
+    agent.state.update(token="t", certificate=_self_signed(300, 65))
+    assert agent.renew_certificate_if_due() is False
+    assert agent.renew_certificate_if_due() is False
+    assert [url for url, _body in session.posts] == ["http://x/device/v1/certificate"]
+    assert agent.renew_not_before - time.monotonic() > 3500
+    agent.renew_not_before = time.monotonic() - 1  # the hour has passed
+    agent.renew_certificate_if_due()
+    assert len(session.posts) == 2
 
 
 # End to end: the real agent process against the live server.

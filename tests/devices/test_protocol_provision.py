@@ -128,6 +128,7 @@ def test_owned_device_receives_a_token_and_endpoints(client, owned_device):
     assert body["endpoints"] == {
         "checkin": "http://testserver/device/v1/checkin",
         "commands": "http://testserver/device/v1/commands",
+        "certificate": "http://testserver/device/v1/certificate",
     }
     owned_device.refresh_from_db()
     assert owned_device.token_digest == token_digest(token)
