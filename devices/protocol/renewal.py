@@ -7,12 +7,19 @@ from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from portal import ratelimit
+
 from ..ca import certificate_issue
 from ..models import Device, RevokedCertificate
 from ..services import certificate_revoke, token_digest
 from .services import Unauthenticated
 
 logger = logging.getLogger(__name__)
+
+# Each renewal puts a serial on the product's revocation list for good: a device renews about once
+# in its certificate's last third, so a few a day leave room for lost answers and stop a device
+# (or a stolen token) from growing the list without bound.
+RENEWALS_PER_DAY = 10
 
 
 def device_certificate_renew(*, token: str, csr_pem) -> dict:
@@ -28,6 +35,7 @@ def device_certificate_renew(*, token: str, csr_pem) -> dict:
     device = Device.objects.select_related("product").filter(token_digest=digest).first()
     if device is None:
         raise Unauthenticated()
+    ratelimit.hit("certificate-renewal", str(device.pk), limit=RENEWALS_PER_DAY, window=24 * 3600)
     # Signed before the row lock, as provisioning does: signing is the slow part.
     certificate, serial_number = certificate_issue(product=device.product, serial=device.serial, csr_pem=csr_pem)
     with transaction.atomic():

@@ -275,3 +275,19 @@ def test_renewal_is_in_the_openapi_schema(client):
     assert "csr_unsupported_key" in operation["responses"]["400"]["description"]
     endpoints = components["EndpointsOutput"]["properties"]
     assert "certificate" in endpoints
+
+
+def test_renewals_are_limited_per_device_a_day_so_the_revocation_list_cannot_be_flooded(
+    client, owned_device, provisioned
+):
+    from devices.protocol.renewal import RENEWALS_PER_DAY
+
+    token, _ = provisioned
+    for _ in range(RENEWALS_PER_DAY):
+        assert renew(client, token, {"csr": csr_pem(owned_device.serial)}).status_code == HTTPStatus.OK
+    before = RevokedCertificate.objects.count()
+    refused = renew(client, token, {"csr": csr_pem(owned_device.serial)})
+    assert refused.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert int(refused["Retry-After"]) > 0
+    assert RevokedCertificate.objects.count() == before
+    assert checkin(client, token).status_code == HTTPStatus.OK  # the device keeps working meanwhile
