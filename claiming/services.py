@@ -321,6 +321,17 @@ def device_release(*, device: Device, actor, ip) -> Device:
     return device
 
 
+@transaction.atomic
+def devices_release_of_deleted_account(*, user) -> int:
+    """Deleting an account is a change of owner for each of its devices: each is reset as its
+    owner's own reset would, before the foreign key would only blank the owner and leave the
+    links, credentials, PIN and name of that ownership in place. Returns how many were reset."""
+    devices = list(Device.objects.filter(owner=user).select_related("product"))
+    for device in devices:
+        device_release(device=device, actor=None, ip=None)
+    return len(devices)
+
+
 # --- pre-claim ---------------------------------------------------------------------------------
 
 
