@@ -48,8 +48,8 @@ class DeviceImportForm(forms.Form):
         label="CSV file",
         help_text=(
             f"UTF-8 with a header line. Columns: {', '.join(COLUMNS)}; only serial is required. "
-            "Empty factory keys and claim codes are generated. Serials are A–Z, a–z, 0–9 and . _ : / - ; "
-            "factory keys add ~ + =; both begin with a letter or digit."
+            "Empty factory keys and claim codes are generated. Serials are A–Z, a–z, 0–9 and . _ - ; "
+            "factory keys add ~ + / =; both begin with a letter or digit."
         ),
     )
     product = forms.SlugField(

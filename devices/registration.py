@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
+from django.db.models.functions import Upper
 
 from portal import spreadsheet
 from portal.errors import ValidationError
@@ -51,7 +52,8 @@ PIN_MIN_LENGTH = 4
 PIN_MAX_LENGTH = 32
 # The documented character sets (docs/operations.md, "Registering devices"): plain ASCII that no
 # spreadsheet reads as a formula and no label, URL or log line needs escaped.
-SERIAL_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+# No ":" (it ends the serial in the device's Basic credentials) and no "/" (a topic level on MQTT).
+SERIAL_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Hex, base64 and base64url keys all fit.
 FACTORY_KEY_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~+/=-]*")
 TRUE_WORDS = {"1", "true", "yes", "y", "on"}
@@ -142,7 +144,7 @@ def registration_plan(*, data: bytes, batch_code: bool = False) -> RegistrationP
     if plan.error_count:
         return plan
 
-    first_line_of: dict[str, int] = {}
+    first_line_of: dict[str, tuple[int, str]] = {}  # serial as read (upper case) -> (line, as written)
     try:
         for values in reader:
             _plan_row(plan, reader.line_num, columns, values, first_line_of)
@@ -173,13 +175,17 @@ def _plan_row(plan, line, columns, values, first_line_of):
         plan.add_error(line, f"the serial is longer than {SERIAL_MAX_LENGTH} characters.")
     elif not SERIAL_CHARS.fullmatch(serial):
         plan.add_error(
-            line, f"the serial “{serial}” has characters outside A–Z, a–z, 0–9 and . _ : / - "
+            line, f"the serial “{serial}” has characters outside A–Z, a–z, 0–9 and . _ - "
             "(and begins with a letter or digit)."
         )
-    elif serial in first_line_of:
-        plan.add_error(line, f"serial {serial} appears twice in the file (first on line {first_line_of[serial]}).")
+    elif serial.upper() in first_line_of:
+        # A label is read without regard to case (a PIN claim matches it so), so two serials that
+        # differ only in case would be one device to whoever types it.
+        first, spelled = first_line_of[serial.upper()]
+        whatever_case = "" if spelled == serial else ", whatever the case"
+        plan.add_error(line, f"serial {serial} appears twice in the file{whatever_case} (first on line {first}).")
     else:
-        first_line_of[serial] = line
+        first_line_of[serial.upper()] = (line, serial)
 
     factory_key = row.get("factory_key", "")
     if factory_key and not FACTORY_KEY_MIN_LENGTH <= len(factory_key) <= FACTORY_KEY_MAX_LENGTH:
@@ -235,12 +241,14 @@ def _chunks(items):
 
 def _check_database(plan: RegistrationPlan) -> None:
     """Serials already registered and imported codes that already cover devices: a few IN queries."""
-    line_of = {row.serial: row.line for row in plan.rows}
+    line_of = {row.serial.upper(): row.line for row in plan.rows}
     taken = []
     for chunk in _chunks(list(line_of)):
-        taken.extend(Device.objects.filter(serial__in=chunk).values_list("serial", flat=True))
-    for serial in sorted(taken, key=line_of.get):
-        plan.add_error(line_of[serial], f"serial {serial} is already registered.")
+        # Upper(serial) is indexed (device_serial_upper): the same reading as a PIN claim's.
+        rows = Device.objects.annotate(serial_upper=Upper("serial")).filter(serial_upper__in=chunk)
+        taken.extend(rows.values_list("serial", flat=True))
+    for serial in sorted(taken, key=lambda serial: line_of[serial.upper()]):
+        plan.add_error(line_of[serial.upper()], f"serial {serial} is already registered.")
 
     lines_by_digest: dict[str, list[int]] = {}
     for row in plan.rows:

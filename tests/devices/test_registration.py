@@ -137,6 +137,11 @@ BAD_FILES = [
     pytest.param("serial\n+SN1\n", "Line 2: the serial “+SN1” has characters outside", id="plus-serial"),
     pytest.param("serial\n@SN1\n", "Line 2: the serial “@SN1” has characters outside", id="at-serial"),
     pytest.param("serial\n-SN1\n", "Line 2: the serial “-SN1” has characters outside", id="minus-serial"),
+    # ":" ends the serial in a device's Basic credentials; "/" is a level of its MQTT topics.
+    pytest.param("serial\nACME:0001\n", "Line 2: the serial “ACME:0001” has characters outside", id="colon-serial"),
+    pytest.param("serial\nA/B\n", "Line 2: the serial “A/B” has characters outside", id="slash-serial"),
+    pytest.param("serial\nSN-1\nsn-1\n", "Line 3: serial sn-1 appears twice in the file, whatever the case",
+                 id="serial-twice-in-two-cases"),
     pytest.param("serial\nSN\u00e91\n", "Line 2: the serial “SN\u00e91” has characters outside", id="non-ascii-serial"),
     pytest.param("serial,factory_key\nSN-1,=cmd|'/C calc'!A0aaaaaaaa\n", "Line 2: a factory key is letters",
                  id="formula-key"),
@@ -164,6 +169,12 @@ def test_refuses_serials_already_registered(register):
     with pytest.raises(CommandError, match="Line 3: serial SN-2 is already registered"):
         register("serial\nSN-1\nSN-2\n")
     assert list(Device.objects.values_list("serial", flat=True)) == ["SN-2"]
+
+
+def test_refuses_a_serial_registered_in_another_case(register):
+    DeviceFactory(serial="SN-2")
+    with pytest.raises(CommandError, match="Line 2: serial SN-2 is already registered"):
+        register("serial\nsn-2\n")
 
 
 def test_refuses_an_imported_code_another_device_uses(register):
