@@ -34,9 +34,13 @@ _SECRET_IN_PATH = re.compile(
     rf"|accounts{_SLASH}password{_SLASH}reset{_SLASH}key|devices{_SLASH}notifications{_SLASH}unsubscribe){_SLASH})"
     r"(?:(?!%2[fF]|%3[fF])[^/\s?#&\"'])+"
 )
-# ?code= on the claim form (from the QR redirect), also when quoted inside ?next=.
+# ?code= on the claim form (from the QR redirect), also when quoted inside ?next=, in any case
+# (Django's QueryDict reads `Code=` as another name, but a log reader should not see it either),
+# after `;` (an old separator some clients send) and at the very start (gunicorn's `%(q)s` atom is
+# the query string without its `?`).
 _SECRET_IN_QUERY = re.compile(
-    r"((?:[?&]|%3[fF]|%26)(?:code|token|key)(?:=|%3[dD]))(?:(?!%26)[^&\s#\"'])+"
+    r"((?:^|[?&;]|%3[fF]|%26|%3[bB])(?:code|token|key)(?:=|%3[dD]))(?:(?!%26|%3[bB])[^&;\s#\"'])+",
+    re.IGNORECASE,
 )
 
 

@@ -48,3 +48,20 @@ def test_request_lines_of_the_development_server_are_redacted():
     handler.filter(record)
     assert "tok3n-v4lue" not in record.getMessage()
     assert "/transfer/[redacted]/" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        ("GET /claim/?code=7K3QM9XW2P HTTP/1.1", "/claim/?code=[redacted]"),
+        ("GET /claim/?Code=7K3QM9XW2P HTTP/1.1", "/claim/?Code=[redacted]"),
+        ("GET /claim/?a=1;code=7K3QM9XW2P HTTP/1.1", ";code=[redacted]"),
+        ("code=7K3QM9XW2P&x=1", "code=[redacted]&x=1"),  # gunicorn's %(q)s: the query without its "?"
+        ("GET /accounts/login/?next=/claim/%3FCODE%3D7K3QM9XW2P HTTP/1.1", "%3FCODE%3D[redacted]"),
+    ],
+)
+def test_claim_codes_in_a_query_are_redacted_however_they_are_written(line, kept):
+    from portal.logging import redact
+
+    assert "7K3QM9XW2P" not in redact(line)
+    assert kept in redact(line)
