@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from devices.admin import DeviceAdmin, owner_lookup_allowed
+from devices.admin import DeviceAdmin, RefusedLookupIsBadRequest, owner_lookup_allowed
 from devices.models import Device
 from portal.errors import ApplicationError
 from portal.http import client_ip
@@ -117,7 +117,7 @@ admin.site.register(EmailAddress, PortalEmailAddressAdmin)
 
 
 @admin.register(OwnershipEvent)
-class OwnershipEventAdmin(admin.ModelAdmin):
+class OwnershipEventAdmin(RefusedLookupIsBadRequest, admin.ModelAdmin):
     """The audit trail, read-only. Who owns what is shown only with the owner permission."""
 
     list_display = ["created_at", "kind", "device", "detail"]

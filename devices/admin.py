@@ -8,16 +8,21 @@ The claiming app adds its ownership actions by subclassing DeviceAdmin (and re-r
 `actions` stays a plain list for that.
 """
 
+import logging
+
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.log import log_response
 
 from . import admin_views, codes
 from .labels import claim_code_text
@@ -25,6 +30,8 @@ from .models import ClaimCode, Device, Product
 from .services import stale_checks_reschedule
 
 OWNER_PERMISSION = "devices.view_device_owner"
+# Django's own logger for a refused lookup, so that a security log filter still sees it.
+refused_lookup_logger = logging.getLogger("django.security.DisallowedModelAdminLookup")
 
 
 def can_see_owner(request) -> bool:
@@ -35,6 +42,28 @@ def owner_lookup_allowed(request, lookup: str, owner_fields) -> bool:
     """False for a changelist filter on `owner_fields` (say `?owner=7`, which Django allows on any
     field of the model) from an admin without the owner permission: filtering by owner is seeing it."""
     return can_see_owner(request) or lookup.split("__", 1)[0] not in owner_fields
+
+
+class RefusedLookupIsBadRequest:
+    """A changelist filter that `lookup_allowed` refuses (say by owner, without the permission)
+    is answered 400 and logged as a warning. Django would log it as an error with a traceback, for
+    what is an expected refusal."""
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except DisallowedModelAdminLookup as exc:
+            response = render(
+                request,
+                "error.html",
+                {"status": 400, "title": "Bad request", "message": "You cannot filter this list by that field."},
+                status=400,
+            )
+            # The message names the field, never the value (an owner's address).
+            log_response(
+                "%s: %s", str(exc), request.path, response=response, request=request, logger=refused_lookup_logger
+            )
+            return response
 
 
 class EstimatedCountPaginator(Paginator):
@@ -140,7 +169,7 @@ class DeviceForm(forms.ModelForm):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(RefusedLookupIsBadRequest, admin.ModelAdmin):
     form = DeviceForm
     change_list_template = "admin/devices/device/change_list.html"
     list_display = ["serial", "product", "status", "claimable", "is_owned", "last_seen_at"]

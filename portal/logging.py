@@ -63,3 +63,13 @@ class RedactSecretsFilter(logging.Filter):
         if getattr(record, "request", None) is not None and not isinstance(record.request, str):
             record.request = redact(str(record.request))
         return True
+
+
+class QuietDeviceRequestsFilter(logging.Filter):
+    """On the development server's logger: drops the line of a device request that succeeded
+    (`"POST /device/v1/checkin HTTP/1.1" 200 35`); a refused or failed one is still logged."""
+
+    def filter(self, record):
+        line = record.args[0] if isinstance(record.args, tuple) and record.args else ""
+        path = line.split(" ")[1] if isinstance(line, str) and line.count(" ") >= 2 else ""
+        return not (path.startswith("/device/") and record.levelno < logging.WARNING)

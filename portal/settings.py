@@ -343,13 +343,19 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")
+# Off (`make run` turns it off): the development server leaves out the devices' successful requests,
+# a line every few seconds per device that would bury everything else.
+LOG_DEVICE_REQUESTS = envbool("LOG_DEVICE_REQUESTS", "True")
 # /healthz shows its figures to staff and to `Authorization: Bearer <HEALTHZ_TOKEN>`; others hear ok or not.
 HEALTHZ_TOKEN = envsecret("HEALTHZ_TOKEN")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "portal.logging.JsonFormatter"}},
-    "filters": {"redact_secrets": {"()": "portal.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact_secrets": {"()": "portal.logging.RedactSecretsFilter"},
+        "quiet_device_requests": {"()": "portal.logging.QuietDeviceRequestsFilter"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["redact_secrets"]},
     },
@@ -357,7 +363,12 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         # runserver's request lines: through the redacting handler, not Django's own.
-        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": [] if LOG_DEVICE_REQUESTS else ["quiet_device_requests"],
+        },
     },
 }
 

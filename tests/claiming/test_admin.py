@@ -1,5 +1,6 @@
 """The OEM admin's ownership actions on devices, and the read-only audit trail."""
 
+import logging
 from http import HTTPStatus
 
 import pytest
@@ -107,6 +108,23 @@ def test_an_admin_without_the_owner_permission_cannot_filter_devices_by_owner(oe
     for query in (f"?owner={owner.pk}", f"?owner__id__exact={owner.pk}", "?preclaim_email=carol@example.com"):
         response = oem_client.get(reverse(CHANGELIST) + query)
         assert response.status_code == HTTPStatus.BAD_REQUEST, query  # the admin's answer to a refused lookup
+
+
+def test_a_refused_owner_filter_is_logged_as_a_warning_without_a_traceback(oem_client, owner, caplog):
+    caplog.set_level(logging.INFO)
+    pages = [
+        (reverse(CHANGELIST), "preclaim_email=carol@example.com"),
+        (reverse("admin:claiming_ownershipevent_changelist"), f"actor={owner.pk}"),
+    ]
+    for url, query in pages:
+        caplog.clear()
+        response = oem_client.get(f"{url}?{query}")
+        assert response.status_code == HTTPStatus.BAD_REQUEST
+        assert [record.levelname for record in caplog.records] == ["WARNING"], query
+        (record,) = caplog.records
+        assert record.exc_info is None
+        assert "not allowed" in record.getMessage() and "carol@example.com" not in record.getMessage()
+        assert "You cannot filter this list" in response.content.decode()
 
 
 def test_an_admin_with_the_owner_permission_may_filter_devices_by_owner(admin_client, owner):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -305,26 +306,48 @@ def test_rundemo_starts_agents_and_ctrl_c_stops_everything(tmp_path):
     env.pop("DATABASE_URL", None)  # its own SQLite file in tmp_path, not the test database
     root = Path(django_settings.BASE_DIR)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True)
-    (tmp_path / "demo-devices.json").write_text(json.dumps([{"serial": "DEMO-1", "factory_key": "k"}]))
+    seeded = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo"], cwd=root, env=env, check=True, capture_output=True, text=True
+    ).stdout
+    devices = json.loads((tmp_path / "demo-devices.json").read_text())
+    # One more agent whose device the portal does not know: its refused polls are worth a line.
+    devices.append({"serial": "DEMO-UNKNOWN", "factory_key": "k"})
+    (tmp_path / "demo-devices.json").write_text(json.dumps(devices))
     port = _free_port()
     log = tmp_path / "demo.log"
     demo = subprocess.Popen(
-        [sys.executable, "manage.py", "rundemo", "--addr", f"127.0.0.1:{port}", "--no-worker"],
+        [sys.executable, "manage.py", "rundemo", "--addr", f"127.0.0.1:{port}", "--no-worker", "--agent-interval", "1"],
         cwd=root,
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
     try:
-        # The agent's first poll is refused (no such device in that database): it is running.
-        _wait_for(lambda: "DEMO-1 refused" in log.read_text(), "the demo agent's first poll", log)
+        _wait_for(lambda: "DEMO-UNKNOWN refused" in log.read_text(), "the unknown agent's first poll", log)
+        _wait_for(lambda: "DEMO-0001 online" in log.read_text(), "the owned device's first check-in", log)
+        _wait_for(lambda: log.read_text().count("=" * 20) >= 2, "the logins printed again", log)
+        time.sleep(3)  # a few more check-ins and polls
         children = subprocess.run(["pgrep", "-P", str(demo.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) == 2  # web and one agent
+        assert len(children) == 7  # web and six agents
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=WAIT_SECONDS) == 0
     finally:
         if demo.poll() is None:
             demo.kill()
-    assert "DEMO-1 stopped" in log.read_text()
+    output = log.read_text()
+    assert "DEMO-0001 stopped" in output and "DEMO-UNKNOWN stopped" in output
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+    # The logins and the code to try come again, framed, once the server answers and the agents
+    # have said their first lines, so that they are what the terminal shows.
+    block = output[output.index("=" * 20) : output.rindex("=" * 20)]
+    assert output.index("Starting development server") < output.index(block)
+    assert output.index("DEMO-0005 unclaimed") < output.index(block)
+    assert f"http://127.0.0.1:{port}/" in block and "6 simulated device(s)" in block
+    for pattern in (r"owner@example.com / \S+", r"admin@example.com / \S+", r"Claim code to try: \S+", r"/c/\S+"):
+        assert re.search(pattern, seeded).group(0) in block, pattern
+    # The devices' successful requests stay off the terminal; a refused one is still shown.
+    assert '/device/v1/checkin HTTP/1.1\\" 200' not in output
+    assert '/device/v1/provision HTTP/1.1\\" 200' not in output
+    assert re.search(r'/device/v1/provision HTTP/1.1\\" 4\d\d', output)

@@ -108,3 +108,22 @@ def test_refuses_to_run_in_production(settings):
     with pytest.raises(CommandError, match="DEBUG"):
         seed()
     assert not Device.objects.exists()
+
+
+def test_rundemo_prints_the_same_logins_again_and_follows_claims(settings):
+    from devices.demo import saved_summary
+
+    output = seed()
+    again = saved_summary(settings.PORTAL_BASE_URL)
+    assert again and all(line in output.splitlines() for line in again)
+    first = re.search(r"Claim code to try: (\S+)", "\n".join(again)).group(1)
+    owner = get_user_model().objects.get(email="owner@example.com")
+    ClaimCode.objects.get(digest=codes.digest(first)).devices.update(owner=owner)
+    # Claimed since seed_demo ran: the block shown once the portal answers offers the next code.
+    assert re.search(r"Claim code to try: (\S+)", "\n".join(saved_summary(settings.PORTAL_BASE_URL))).group(1) != first
+
+
+def test_rundemo_without_seed_data_has_no_logins_to_print():
+    from devices.demo import saved_summary
+
+    assert saved_summary("http://127.0.0.1:8000") is None

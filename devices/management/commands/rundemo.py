@@ -4,16 +4,22 @@ agent per demo device, as child processes. Ctrl-C (or SIGTERM) stops them all.""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from devices.demo import saved_summary
+
 STOP_TIMEOUT = 10
 WEB_START_TIMEOUT = 60
+# After the agents start: their first lines (power-on, unclaimed) and the worker's come within a
+# second or two, and the logins are printed after them, so that they stay on the screen.
+SETTLE_SECONDS = 3
+FRAME = "=" * 78
 
 
 class Command(BaseCommand):
@@ -36,13 +42,15 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # A line per device request every few seconds would bury everything else; errors still show.
+        web_env = {"LOG_DEVICE_REQUESTS": "False", **env}
         for option in ("data_folder_in", "data_folder_out", "processed_folder"):
             # kombu's filesystem transport expects its folders to exist.
             if folder := settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(option):
                 os.makedirs(folder, exist_ok=True)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         try:
-            self._start("web", [*manage, "runserver", addr, "--noreload"], env)
+            self._start("web", [*manage, "runserver", addr, "--noreload"], web_env)
             if not no_worker:
                 # -B runs beat inside the worker: one process for the demo; solo pool keeps it small.
                 self._start(
@@ -51,6 +59,7 @@ class Command(BaseCommand):
                         sys.executable,
                         "-m",
                         "celery",
+                        "--quiet",  # no start-up banner
                         "-A",
                         "portal",
                         "worker",
@@ -62,9 +71,9 @@ class Command(BaseCommand):
                     ],
                     env,
                 )
-            if not self._wait_for_port(host, int(port)):
-                raise CommandError(f"The web server did not start on {addr}.")
             url = f"http://{addr}"
+            if not self._wait_for_http(url):
+                raise CommandError(f"The web server did not start on {addr}.")
             devices = [] if no_agents else self._demo_devices()
             agents_dir = settings.VAR_DIR / "agents"
             agents_dir.mkdir(exist_ok=True)
@@ -89,10 +98,8 @@ class Command(BaseCommand):
                     ],
                     env,
                 )
-            self.stdout.write(
-                self.style.SUCCESS(f"Portal running at {url}/ with {len(devices)} simulated device(s).")
-                + " Press Ctrl-C to stop."
-            )
+            self._pause(SETTLE_SECONDS)
+            self._print_welcome(url, len(devices))
             return self._supervise()
         finally:
             self._stop_all()
@@ -135,15 +142,33 @@ class Command(BaseCommand):
                 process.wait()
         self.children = []
 
-    def _wait_for_port(self, host, port):
+    def _wait_for_http(self, url):
+        """True once the web server answers a request (any status), False after WEB_START_TIMEOUT."""
         deadline = time.monotonic() + WEB_START_TIMEOUT
         while time.monotonic() < deadline and not self.stopping:
             try:
-                with socket.create_connection((host, port), timeout=0.5):
-                    return True
-            except OSError:
+                requests.get(f"{url}/", timeout=2)
+                return True
+            except requests.RequestException:
                 time.sleep(0.3)
         return False
+
+    def _pause(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stopping:
+            time.sleep(0.1)
+
+    def _print_welcome(self, url, device_count):
+        """The logins and a code to try, framed: seed_demo printed them too, before the servers'
+        and devices' start-up lines pushed them off the screen."""
+        lines = saved_summary(url) or ["  No demo logins yet: run `manage.py seed_demo`."]
+        out = self.stdout.write
+        out(FRAME)
+        out(self.style.SUCCESS(f"Portal running at {url}/ with {device_count} simulated device(s)."))
+        for line in lines:
+            out(line)
+        out("Press Ctrl-C to stop.")
+        out(FRAME)
 
     def _demo_devices(self):
         path = settings.VAR_DIR / "demo-devices.json"

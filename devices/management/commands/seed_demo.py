@@ -8,7 +8,6 @@ Both live under var/, which git ignores.
 
 import json
 import os
-from pathlib import Path
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
@@ -18,7 +17,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from devices import codes
-from devices.labels import claim_code_text, claim_url
+from devices.demo import (
+    ADMIN_EMAIL,
+    DEMO_PIN,
+    OWNED_SERIAL,
+    OWNER_EMAIL,
+    PIN_SERIAL,
+    devices_path,
+    logins_path,
+    read_json,
+    summary,
+)
+from devices.labels import claim_code_text
 from devices.models import ClaimCode, Device, Product
 from devices.services import FACTORY_KEY_PURPOSE, factory_key_digest, pin_digest
 from portal.secrets import digests_match, encrypt, random_token
@@ -28,25 +38,11 @@ PRODUCT = {"slug": "thermo", "name": "Thermo Sensor", "description": "Temperatur
 # who claims the printed code sees the device come online within seconds.
 DEMO_POLL_CAP = 10
 DEMO_CHECKIN_INTERVAL = 5
-OWNER_EMAIL = "owner@example.com"
-ADMIN_EMAIL = "admin@example.com"
 # Devices sharing a tuple share one claim code (an OEM batch code).
 CODE_GROUPS = [("DEMO-0001",), ("DEMO-0002", "DEMO-0003"), ("DEMO-0004",), ("DEMO-0005",)]
-OWNED_SERIAL = "DEMO-0001"
-PIN_SERIAL = "DEMO-0004"
-DEMO_PIN = "2468"
-# Which code to suggest first: a single device's, then the batch.
-SUGGESTED_ORDER = [("DEMO-0005",), ("DEMO-0002", "DEMO-0003"), ("DEMO-0004",)]
 
 
-def _read_json(path: Path, default):
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return default
-
-
-def _write_private(path: Path, data) -> None:
+def _write_private(path, data) -> None:
     partial = path.with_name(f".{path.name}.partial")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as stream:
@@ -66,14 +62,12 @@ class Command(BaseCommand):
     def handle(self, *args, force, **options):
         if not settings.DEBUG and not force:
             raise CommandError("seed_demo makes accounts whose passwords it prints; it runs with DEBUG on, or --force.")
-        devices_path = Path(settings.VAR_DIR) / "demo-devices.json"
-        logins_path = Path(settings.VAR_DIR) / "demo-logins.json"
         known_keys = {
             entry["serial"]: entry.get("factory_key", "")
-            for entry in _read_json(devices_path, [])
+            for entry in read_json(devices_path(), [])
             if isinstance(entry, dict) and entry.get("serial")
         }
-        passwords = _read_json(logins_path, {})
+        passwords = read_json(logins_path(), {})
         if not isinstance(passwords, dict):
             passwords = {}
 
@@ -100,9 +94,12 @@ class Command(BaseCommand):
                     entries.append({"serial": serial, "factory_key": key, "claim_code": codes.display(code)})
                     code_of[serial] = code
 
-        _write_private(devices_path, entries)
-        _write_private(logins_path, passwords)
-        self._print(passwords, code_of, devices_path)
+        _write_private(devices_path(), entries)
+        _write_private(logins_path(), passwords)
+        self.stdout.write(self.style.SUCCESS("Demo data is ready."))
+        for line in summary(settings.PORTAL_BASE_URL, passwords, code_of):
+            self.stdout.write(line)
+        self.stdout.write(f"  Simulated devices' factory keys: {devices_path()}")
 
     def _user(self, email, username, passwords, *, superuser):
         User = get_user_model()
@@ -159,29 +156,3 @@ class Command(BaseCommand):
         if update:
             Device.objects.filter(pk=device.pk).update(**update)
         return key
-
-    def _print(self, passwords, code_of, devices_path):
-        base = settings.PORTAL_BASE_URL
-        out = self.stdout.write
-        out(self.style.SUCCESS("Demo data is ready."))
-        out(f"  Portal:        {base}/")
-        out(f"  Admin:         {base}/admin/")
-        out(f"  Demo owner:    {OWNER_EMAIL} / {passwords[OWNER_EMAIL]}  (owns {OWNED_SERIAL})")
-        out(f"  Admin login:   {ADMIN_EMAIL} / {passwords[ADMIN_EMAIL]}")
-        suggestion = next(
-            (
-                group
-                for group in SUGGESTED_ORDER
-                if not Device.objects.filter(serial__in=group, owner__isnull=False).exists()
-            ),
-            None,
-        )
-        if suggestion:
-            code = code_of[suggestion[0]]
-            out(f"  Claim code to try: {codes.display(code)}  ({', '.join(suggestion)})")
-            out(f"  Or open its QR link: {claim_url(code)}")
-        else:
-            out("  Every demo code is claimed; register more devices with `manage.py register_devices`.")
-        if Device.objects.filter(serial=PIN_SERIAL, owner__isnull=True, claimable=True).exists():
-            out(f"  Serial + PIN claiming: {PIN_SERIAL} with PIN {DEMO_PIN}")
-        out(f"  Simulated devices' factory keys: {devices_path}")
