@@ -4,6 +4,7 @@ has its own count."""
 
 import hashlib
 
+from django.conf import settings
 from django.contrib import admin
 from django.shortcuts import render
 
@@ -26,6 +27,10 @@ def admin_login_counters(request):
 
 
 class PortalAdminSite(admin.AdminSite):
+    # The white label's name (PORTAL_NAME), not Django's.
+    site_header = site_title = property(lambda self: f"{settings.PORTAL_NAME} admin")
+    index_title = "Products, devices and applications"
+
     def login(self, request, extra_context=None):
         if request.method != "POST":
             return super().login(request, extra_context)

@@ -22,3 +22,9 @@ def test_the_admin_index_and_lists_have_the_portal_favicon(admin_client):
         response = admin_client.get(url)
         assert response.status_code == 200
         assert _icon(response.content.decode()) == static("img/favicon.svg"), url
+
+
+def test_the_admin_speaks_with_the_portals_name(admin_client, settings):
+    settings.PORTAL_NAME = "Acme Devices"
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Acme Devices admin" in html and "Django administration" not in html
