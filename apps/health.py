@@ -64,8 +64,12 @@ def healthz(request):
     return JsonResponse(body, status=HTTPStatus.SERVICE_UNAVAILABLE if failing else HTTPStatus.OK)
 
 
+# Backlogs and failure counts are the delivery log's figures: whoever may read that log.
+FIGURES_PERMISSION = "apps.view_delivery"
+
+
 def _may_see_figures(request):
-    if request.user.is_authenticated and request.user.is_staff:
+    if request.user.is_authenticated and request.user.is_staff and request.user.has_perm(FIGURES_PERMISSION):
         return True
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     expected = settings.HEALTHZ_TOKEN

@@ -204,6 +204,17 @@ def test_staff_and_the_token_hear_the_figures(client, swept, staff, settings):
     assert client.get(URL).json()["checks"]["deliveries"]["due"] == 0
 
 
+def test_staff_without_the_delivery_log_permission_hear_only_ok(client, swept, user_factory):
+    from django.contrib.auth.models import Permission
+
+    clerk = user_factory(email="clerk@example.com", username="clerk", is_staff=True)
+    client.force_login(clerk)
+    assert client.get(URL).json() == {"status": "ok"}
+    clerk.user_permissions.add(Permission.objects.get(codename="view_delivery"))
+    client.force_login(type(clerk).objects.get(pk=clerk.pk))
+    assert "checks" in client.get(URL).json()
+
+
 def test_without_a_configured_token_no_bearer_is_accepted(client, swept, settings):
     settings.HEALTHZ_TOKEN = ""
     assert client.get(URL, HTTP_AUTHORIZATION="Bearer ").json() == {"status": "ok"}
