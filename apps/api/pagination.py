@@ -1,5 +1,8 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination
+
+from portal.text import storable
 
 
 class ApiCursorPagination(CursorPagination):
@@ -29,12 +32,26 @@ class ApiCursorPagination(CursorPagination):
             raise exceptions.ValidationError({self.page_size_query_param: [message]})
         return int(raw)
 
+    def paginate_queryset(self, queryset, request, view=None):
+        # A cursor that decodes but holds a position no column can take (a made-up `p=`) is found
+        # out only when the page's query is built.
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (DjangoValidationError, ValueError, TypeError):
+            raise self._invalid() from None
+
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound:
             # A malformed cursor is bad input (400), not a missing page.
-            raise exceptions.ValidationError({self.cursor_query_param: ["This cursor is not valid."]}) from None
+            raise self._invalid() from None
+        if cursor is not None and cursor.position is not None and not storable(cursor.position):
+            raise self._invalid()  # a NUL no query can carry (PostgreSQL refuses it)
+        return cursor
+
+    def _invalid(self):
+        return exceptions.ValidationError({self.cursor_query_param: ["This cursor is not valid."]})
 
 
 class DeviceCursorPagination(ApiCursorPagination):

@@ -161,3 +161,21 @@ def test_an_empty_since_is_a_400_not_the_default_window(client, app_auth):
     response = client.get(EVENTS_URL, {"since": ""}, **app_auth)
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {"since": ["Give a value, or leave the parameter out."]}
+
+
+@pytest.mark.parametrize(
+    ("url", "position"),
+    [
+        (EVENTS_URL, "p=not-a-date"),  # events are ordered by time: the position must be one
+        (EVENTS_URL, "p=2026-13-45T99:00:00"),
+        (EVENTS_URL, "o=-3&p=x"),
+        ("/api/v1/devices", "r=1&p=%00"),  # devices by serial: any text but one no query can carry
+    ],
+)
+def test_a_made_up_cursor_is_a_400_not_a_500(client, app_auth, url, position):
+    import base64
+
+    cursor = base64.b64encode(position.encode()).decode()
+    response = client.get(url, {"cursor": cursor}, **app_auth)
+    assert response.status_code == 400, (url, position)
+    assert response.json()["error"]["fields"] == {"cursor": ["This cursor is not valid."]}
