@@ -116,4 +116,6 @@ def pin_lock_clear(*, serial: str) -> None:
     """Lifts a PIN lock and starts every count afresh: the owner has just chosen a new PIN, so
     earlier guesses are moot."""
     cache.delete(_pin_lock_key(serial))
-    cache.set(_pin_epoch_key(serial), time.time_ns(), timeout=DAY + 60)
+    # Kept for good: were it to expire, the counts would fall back to the earlier epoch's in the
+    # middle of a day's window, and a guesser would get that day's guesses twice.
+    cache.set(_pin_epoch_key(serial), time.time_ns(), timeout=None)

@@ -3,7 +3,9 @@
 import contextlib
 import time
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 
 from .errors import Throttled
 
@@ -11,14 +13,29 @@ from .errors import Throttled
 def _key(scope: str, ident: str, window: int) -> tuple[str, int]:
     bucket = int(time.time() // window)
     reset_in = window - int(time.time() % window)
-    return f"rl:{scope}:{ident}:{bucket}", reset_in
+    # The window ends the key, so forgive can renew the expiry of a key it only has the name of.
+    return f"rl:{scope}:{ident}:{bucket}:{window}", reset_in
+
+
+def _keeps_expiry() -> bool:
+    # Redis's INCR and the local-memory cache keep a key's expiry. Django's other caches (the file
+    # cache of the embedded default) write the new value with the default timeout, five minutes,
+    # which would end an hour- or day-long window after five quiet minutes.
+    return isinstance(caches["default"], RedisCache | LocMemCache)
+
+
+def _add(key: str, delta: int, window: int) -> int:
+    value = cache.incr(key, delta)
+    if not _keeps_expiry():
+        cache.touch(key, timeout=window + 1)
+    return value
 
 
 def _count(key: str, window: int) -> int:
     if cache.add(key, 1, timeout=window + 1):
         return 1
     try:
-        return cache.incr(key)
+        return _add(key, 1, window)
     except ValueError:  # expired between add and incr
         cache.add(key, 1, timeout=window + 1)
         return 1
@@ -59,7 +76,7 @@ def forgive(*keys: str) -> None:
     """Takes back one guess on each counter `attempt` returned: only wrong guesses count."""
     for key in keys:
         with contextlib.suppress(ValueError):  # the window ended meanwhile: nothing left to take back
-            cache.decr(key)
+            _add(key, -1, int(key.rsplit(":", 1)[1]))
 
 
 def check(scope: str, ident: str, *, limit: int, window: int) -> None:

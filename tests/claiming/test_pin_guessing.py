@@ -130,6 +130,23 @@ def test_a_new_pin_gives_the_buyer_back_their_own_guesses(owner, other_owner):
     assert _claim(owner, "LOCK-4", "fresh123", BUYER_IP).owner == owner
 
 
+def test_the_counts_after_a_new_pin_do_not_start_again_the_next_day(owner, other_owner):
+    import datetime as dt
+
+    import time_machine
+
+    device = DeviceFactory(serial="LOCK-5", owner=other_owner, claimable=False)
+    with time_machine.travel(dt.datetime(2026, 3, 1, 0, 10, tzinfo=dt.UTC), tick=False) as clock:
+        services.device_pin_set(device=device, pin="fresh123", claimable=True, actor=other_owner, ip=BUYER_IP)
+        clock.move_to(dt.datetime(2026, 3, 2, 0, 5, tzinfo=dt.UTC))  # the next day's window
+        for _ in range(limits.PIN_FAILURES_PER_SERIAL_AND_USER[0]):
+            with pytest.raises(ClaimError):
+                _claim(owner, "LOCK-5", "0000", BUYER_IP)
+        clock.move_to(dt.datetime(2026, 3, 2, 0, 20, tzinfo=dt.UTC))  # a day and ten minutes after the PIN
+        with pytest.raises(Throttled):
+            _claim(owner, "LOCK-5", "0000", BUYER_IP)
+
+
 def test_the_documented_bounds_are_the_ones_enforced():
     text = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
     section = text.split("## Guessing a PIN", 1)[1].split("\n## ", 1)[0]
