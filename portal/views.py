@@ -3,9 +3,10 @@ import sys
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.template import loader
+from django.urls import Resolver404, resolve
 from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
@@ -61,8 +62,19 @@ def page_not_found(request, exception=None):
 @csrf_exempt
 def machine_not_found(request, exception=None):
     """Any method to an unknown /api/ or /device/ path: a JSON 404, never the CSRF refusal a POST
-    from a client without a session would otherwise get."""
+    from a client without a session would otherwise get. A GET that only lacks its trailing slash
+    (/api/docs) is sent on to the page, as APPEND_SLASH does elsewhere (this catch-all matches first)."""
+    if request.method in ("GET", "HEAD") and _is_a_page(request.path_info + "/"):
+        query = request.META.get("QUERY_STRING", "")
+        return HttpResponsePermanentRedirect(request.path + "/" + (f"?{query}" if query else ""))
     return page_not_found(request, exception)
+
+
+def _is_a_page(path):
+    try:
+        return resolve(path).url_name != "machine-not-found"
+    except Resolver404:
+        return False
 
 
 def server_error(request):

@@ -78,3 +78,13 @@ def test_a_nul_in_the_address_is_a_400(admin_client, address):
     response = admin_client.get(address)
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert b"NUL character" in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "target"), [("/api/docs", "/api/docs/"), ("/api/schema?format=json", "/api/schema/?format=json")]
+)
+def test_an_api_page_without_its_trailing_slash_is_redirected_to_it(client, path, target):
+    response = client.get(path)
+    assert response.status_code == HTTPStatus.MOVED_PERMANENTLY
+    assert response["Location"] == target
