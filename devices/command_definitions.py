@@ -56,7 +56,7 @@ class Param:
             if not isinstance(value, str):
                 return False
             value = len(value)
-        elif not _finite_number(value) or (self.type == INT and not float(value).is_integer()):
+        elif not _finite_number(value) or (self.type == INT and not _whole(value)):
             return False
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
@@ -74,7 +74,14 @@ class CommandDefinition:
 
 
 def _finite_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    # An int of hundreds of digits (JSON allows it) has no float: compare it as it is.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) or value.is_integer()
 
 
 def _number(value) -> str:

@@ -2,6 +2,8 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devices.commands import MAX_TTL, command_ack, command_send, commands_expire
 from devices.models import Command, CommandStatus, DeviceEvent
@@ -131,3 +133,22 @@ def test_expire_works_in_batches(owned_device):
     Command.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     assert commands_expire(batch_size=2) == 5
     assert set(Command.objects.values_list("status", flat=True)) == {"expired"}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seconds=st.one_of(
+        st.integers(min_value=-(10**400), max_value=10**400),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from([10**309, -(10**309), 1e308, 5e-324, 86_400, 86_401, 0, 1]),
+    )
+)
+def test_any_number_for_a_parameter_is_taken_or_refused_naming_it_never_an_error(owned_device, seconds):
+    fits = not isinstance(seconds, float) or seconds.is_integer()
+    fits = fits and 1 <= seconds <= 86_400
+    try:
+        command = command_send(device=owned_device, name="set_interval", params={"seconds": seconds})
+    except ValidationError as refused:
+        assert not fits and "params.seconds" in refused.fields
+    else:
+        assert fits and command.params == {"seconds": seconds}
