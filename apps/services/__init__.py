@@ -14,5 +14,6 @@
   delivery is at least once and never lost.
 
 Imports between them run one way: sending → webhooks → applications → fanout (sending also
-uses applications and fanout directly).
+uses applications and fanout directly); the one import against it, of webhooks' `_iso` in
+`fanout.delivery_send_test`, is made inside that function.
 """
