@@ -11,8 +11,8 @@ from django.template.response import TemplateResponse
 
 from portal.errors import ValidationError
 
-from . import services
 from .models import Application, CallbackAuthStyle, Connection, ConnectLink, Delivery
+from .services import applications, links
 
 
 class ApplicationAdminForm(forms.ModelForm):
@@ -36,13 +36,13 @@ class ApplicationAdminForm(forms.ModelForm):
 
     def clean_callback_url(self):
         try:
-            return services.callback_url_validate(self.cleaned_data.get("callback_url", ""))
+            return applications.callback_url_validate(self.cleaned_data.get("callback_url", ""))
         except ValidationError as exc:
             raise forms.ValidationError(exc.message) from None
 
     def clean_token_prefix(self):
         try:
-            return services.token_prefix_validate(self.cleaned_data.get("token_prefix", ""))
+            return applications.token_prefix_validate(self.cleaned_data.get("token_prefix", ""))
         except ValidationError as exc:
             raise forms.ValidationError(exc.message) from None
 
@@ -75,7 +75,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         data = form.cleaned_data
-        application, secret = services.application_create(
+        application, secret = applications.application_create(
             owner=data.get("owner"),
             name=data["name"],
             callback_url=data.get("callback_url", ""),
@@ -110,7 +110,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one application.", messages.WARNING)
             return None
         application = queryset.get()
-        _, url = services.connect_link_create(application=application)
+        _, url = links.connect_link_create(application=application)
         return _shown_once(
             request, title=f"Connect link for {application.name}", application=application, rows=[("Link", url, "")]
         )
@@ -121,7 +121,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one application.", messages.WARNING)
             return None
         application = queryset.get()
-        secret = services.application_secret_replace(application=application)
+        secret = applications.application_secret_replace(application=application)
         return _shown_once(
             request,
             title=f"New Secret for {application.name}",
@@ -132,7 +132,7 @@ class ApplicationAdmin(admin.ModelAdmin):
     @admin.action(description="Resume deliveries", permissions=["change"])
     def resume_action(self, request, queryset):
         for application in queryset.exclude(paused_at=None):
-            services.application_resume(application=application)
+            applications.application_resume(application=application)
         self.message_user(request, "Deliveries resumed.")
 
 

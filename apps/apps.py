@@ -10,6 +10,6 @@ class AppsConfig(AppConfig):
     def ready(self):
         from devices import outbox
 
-        from . import services
+        from .services import fanout
 
-        outbox.register_consumer("apps.deliveries", services.deliveries_fan_out)
+        outbox.register_consumer("apps.deliveries", fanout.deliveries_fan_out)

@@ -1,7 +1,7 @@
 from django import forms
 
 from .models import Application, CallbackAuthStyle
-from .services import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH
+from .services.applications import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH
 
 SECRET_CHOICES = [("generate", "Generate a Secret for me"), ("own", "Use my own Secret")]
 

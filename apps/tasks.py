@@ -1,4 +1,4 @@
-"""Celery tasks of the apps app: thin wrappers over the delivery services."""
+"""Celery tasks of the apps app: thin wrappers over the delivery sending."""
 
 import logging
 
@@ -10,9 +10,9 @@ logger = logging.getLogger(__name__)
 @shared_task(name="apps.tasks.delivery_send")
 def delivery_send(delivery_id, lease=None):
     """One attempt of one delivery; a duplicate or stale message finds nothing to take."""
-    from . import services
+    from .services import sending
 
-    outcome = services.delivery_send(delivery_id=delivery_id, lease=services.lease_parse(lease))
+    outcome = sending.delivery_send(delivery_id=delivery_id, lease=sending.lease_parse(lease))
     logger.info(
         "delivery.task_done",
         extra={"task_id": delivery_send.request.id, "delivery_id": delivery_id, "outcome": outcome},
@@ -23,9 +23,9 @@ def delivery_send(delivery_id, lease=None):
 @shared_task(name="apps.tasks.deliveries_send")
 def deliveries_send(delivery_ids, lease=None):
     """One attempt of each of a chunk of deliveries (what fan-out and the beat task queue)."""
-    from . import services
+    from .services import sending
 
-    outcomes = services.deliveries_send(delivery_ids=delivery_ids, lease=services.lease_parse(lease))
+    outcomes = sending.deliveries_send(delivery_ids=delivery_ids, lease=sending.lease_parse(lease))
     logger.info(
         "delivery.chunk_done",
         extra={"task_id": deliveries_send.request.id, "deliveries": len(delivery_ids), "attempted": len(outcomes)},
@@ -36,6 +36,6 @@ def deliveries_send(delivery_ids, lease=None):
 @shared_task(name="apps.tasks.deliveries_send_due")
 def deliveries_send_due():
     """Queues deliveries whose time has come (every 30 s from beat), whatever became of their messages."""
-    from . import services
+    from .services import sending
 
-    return services.deliveries_send_due()
+    return sending.deliveries_send_due()

@@ -16,9 +16,10 @@ from devices.selectors import device_get_for_owner
 from portal.errors import ApplicationError, ValidationError
 from portal.secrets import decrypt, encrypt
 
-from . import selectors, services
+from . import selectors
 from .forms import ApplicationCreateForm, ApplicationSettingsForm, SecretReplaceForm
 from .models import DeliveryStatus
+from .services import applications, fanout, links
 
 
 def _no_store(response):
@@ -78,7 +79,7 @@ def application_create(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            application, secret = services.application_create(
+            application, secret = applications.application_create(
                 owner=request.user,
                 name=data["name"],
                 callback_url=data["callback_url"],
@@ -112,8 +113,8 @@ def _detail_context(request, application, **extra):
                 "failed_only": failed_only,
                 "deliveries": selectors.delivery_list_for_application(application, failed_only=failed_only),
                 "health": selectors.delivery_health_for_application(application),
-                "signing_secret": services.application_signing_secret(application),
-                "signing_overlap_until": services.signing_overlap_until(application),
+                "signing_secret": applications.application_signing_secret(application),
+                "signing_overlap_until": applications.signing_overlap_until(application),
                 "other_devices": selectors.app_link_count_for_others(user, application),
                 "settings_form": extra.pop("settings_form", None)
                 or ApplicationSettingsForm(
@@ -149,7 +150,7 @@ def application_settings(request, app_id):
     form = ApplicationSettingsForm(request.POST)
     if form.is_valid():
         try:
-            services.application_update(application=application, **form.cleaned_data)
+            applications.application_update(application=application, **form.cleaned_data)
         except ValidationError as exc:
             form.add_service_error(exc)
         else:
@@ -167,7 +168,9 @@ def application_secret_replace(request, app_id):
     form = SecretReplaceForm(request.POST)
     if form.is_valid():
         try:
-            secret = services.application_secret_replace(application=application, secret=form.cleaned_data["secret"])
+            secret = applications.application_secret_replace(
+                application=application, secret=form.cleaned_data["secret"]
+            )
         except ValidationError as exc:
             form.add_service_error(exc)
         else:
@@ -180,7 +183,7 @@ def application_secret_replace(request, app_id):
 @require_POST
 def application_signing_secret_rotate(request, app_id):
     application = selectors.application_get_owned(request.user, app_id)
-    services.application_signing_secret_rotate(application=application)
+    applications.application_signing_secret_rotate(application=application)
     messages.success(
         request, "New signing secret. Update your receiver within 24 hours: until then the old one also signs."
     )
@@ -192,10 +195,10 @@ def application_signing_secret_rotate(request, app_id):
 def application_pause_toggle(request, app_id):
     application = selectors.application_get_owned(request.user, app_id)
     if application.paused_at:
-        pending = services.application_resume(application=application)
+        pending = applications.application_resume(application=application)
         messages.success(request, f"Deliveries resumed; {pending} waiting are being sent.")
     else:
-        services.application_pause(application=application, reason="Paused by the owner.")
+        applications.application_pause(application=application, reason="Paused by the owner.")
         messages.success(request, "Deliveries paused. New events wait until you resume.")
     return redirect("apps:detail", app_id=application.app_id)
 
@@ -205,7 +208,7 @@ def application_pause_toggle(request, app_id):
 def application_delete(request, app_id):
     application = selectors.application_get_owned(request.user, app_id)
     if request.method == "POST":
-        services.application_delete(application=application)
+        applications.application_delete(application=application)
         messages.success(request, f"{application.name} was deleted.")
         return redirect("apps:list")
     return render(request, "apps/delete.html", {"application": application})
@@ -215,7 +218,7 @@ def application_delete(request, app_id):
 @require_POST
 def connect_link_create(request, app_id):
     application = selectors.application_get_owned(request.user, app_id)
-    _, url = services.connect_link_create(application=application)
+    _, url = links.connect_link_create(application=application)
     return _show_once(request, application, kind="connect-link", value=url)
 
 
@@ -223,7 +226,7 @@ def connect_link_create(request, app_id):
 @require_POST
 def connection_remove(request, app_id):
     application = selectors.application_get_for_owner(request.user, app_id)
-    services.connection_remove(application=application, user=request.user)
+    links.connection_remove(application=application, user=request.user)
     messages.success(request, f"{application.name} was removed from your applications.")
     return redirect("apps:list")
 
@@ -243,7 +246,7 @@ def _link(request, application, *, unlink):
     if device is None:
         messages.error(request, "Choose one of your devices.")
         return None
-    action = services.device_unlink if unlink else services.device_link
+    action = links.device_unlink if unlink else links.device_link
     try:
         action(device=device, application=application, actor=request.user)
     except ApplicationError as exc:
@@ -285,7 +288,7 @@ def delivery_retry(request, app_id, delivery_id):
     application = selectors.application_get_owned(request.user, app_id)
     delivery = selectors.delivery_get_for_application(application, delivery_id)
     try:
-        services.delivery_retry(delivery=delivery)
+        fanout.delivery_retry(delivery=delivery)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
@@ -298,7 +301,7 @@ def delivery_retry(request, app_id, delivery_id):
 def deliveries_replay(request, app_id):
     application = selectors.application_get_owned(request.user, app_id)
     try:
-        count = services.deliveries_replay_failed(application=application)
+        count = fanout.deliveries_replay_failed(application=application)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
@@ -311,7 +314,7 @@ def deliveries_replay(request, app_id):
 def delivery_send_test(request, app_id):
     application = selectors.application_get_owned(request.user, app_id)
     try:
-        services.delivery_send_test(application=application)
+        fanout.delivery_send_test(application=application)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
@@ -327,7 +330,7 @@ def delivery_send_test(request, app_id):
 def connect(request, token):
     """A connect link: the consent page, then the application joins the user's list."""
     try:
-        link = services.connect_link_get(token=token)
+        link = links.connect_link_get(token=token)
     except ApplicationError as exc:
         response = render(request, "apps/connect_invalid.html", {"message": exc.message}, status=HTTPStatus.NOT_FOUND)
         return _no_store(response)
@@ -337,7 +340,7 @@ def connect(request, token):
             messages.info(request, f"{application.name} was not added.")
             return redirect("apps:list")
         try:
-            services.connect_link_accept(token=token, user=request.user)
+            links.connect_link_accept(token=token, user=request.user)
         except ApplicationError as exc:
             response = render(request, "apps/connect_invalid.html", {"message": exc.message}, status=exc.status)
             return _no_store(response)

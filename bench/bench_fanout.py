@@ -79,7 +79,7 @@ def seed(callback_url):
     from django.contrib.auth import get_user_model
 
     from apps.models import AppLink
-    from apps.services import application_create
+    from apps.services.applications import application_create
     from devices.models import Device, Product
 
     owner = get_user_model().objects.create(username="bench", email="bench@example.com")
@@ -222,7 +222,7 @@ def main():
 def one_round(device, callback_url, events, *, skip):
     """The real path for `events` fresh events, then the baseline posting the same bodies."""
     from apps.models import Delivery
-    from apps.services import webhook_request
+    from apps.services.webhooks import webhook_request
 
     started = time.perf_counter()
     started_at = time.time()

@@ -32,7 +32,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from apps.models import AppLink
-from apps.services import application_create
+from apps.services.applications import application_create
 from devices.models import Device, DeviceStatus, Product
 
 count = int(sys.argv[1])

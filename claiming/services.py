@@ -19,7 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from apps import services as app_services
+from apps.services import links
 from devices import codes
 from devices.commands import commands_void_for_device
 from devices.models import ClaimCode, Device, DeviceEvent, DeviceEventType
@@ -161,7 +161,7 @@ def _claim(*, user, candidates, via, application, ip, actor=None, kind=Ownership
     claimed = events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data) for device in won])
     if application is not None:
         for device, event in zip(won, claimed, strict=True):
-            app_services.device_link(device=device, application=application, actor=user, linked_at=event.created_at)
+            links.device_link(device=device, application=application, actor=user, linked_at=event.created_at)
     logger.info("claim.claimed", extra={"user_id": user.pk, "devices": len(won), "via": via})
     return won
 
@@ -274,7 +274,7 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         data["application_id"] = application.app_id
     [claimed] = events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data)])
     if application is not None:
-        app_services.device_link(device=device, application=application, actor=user, linked_at=claimed.created_at)
+        links.device_link(device=device, application=application, actor=user, linked_at=claimed.created_at)
     logger.info("claim.claimed", extra={"user_id": user.pk, "devices": 1, "via": "pin"})
     return device
 
@@ -293,7 +293,7 @@ def _handover_cleanup(*, device, actor, reason):
     )
     events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": reason})])
     commands_void_for_device(device=device)
-    app_services.device_links_remove(device=device, actor=actor)
+    links.device_links_remove(device=device, actor=actor)
     device_owner_forget(device=device)
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.selectors import application_get_for_owner, application_list_for_owner
-from apps.services import device_link
+from apps.services.links import device_link
 from devices import codes
 from devices.commands import command_send
 from devices.selectors import device_get_for_owner, reading_list_for_device

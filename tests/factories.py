@@ -8,7 +8,7 @@ import factory
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 
-from apps.services import APP_SECRET_PURPOSE
+from apps.services.applications import APP_SECRET_PURPOSE
 from devices import codes
 from devices.models import ClaimCode, Device, Product
 from devices.services import factory_key_digest, pin_digest

@@ -18,7 +18,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
 from apps.models import Application
-from apps.services import APP_SECRET_PURPOSE
+from apps.services.applications import APP_SECRET_PURPOSE
 from portal import ratelimit
 from portal.errors import Throttled
 from portal.http import client_ip

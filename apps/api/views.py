@@ -16,8 +16,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps import services as app_services
 from apps.models import Application
+from apps.services import links
 from devices.commands import command_send
 
 from . import selectors
@@ -250,7 +250,7 @@ class ConnectLinkCreateApi(ApplicationApi):
         tags=["connect links"],
     )
     def post(self, request):
-        link, url = app_services.connect_link_create(application=self.application)
+        link, url = links.connect_link_create(application=self.application)
         logger.info("api.connect_link_created", extra={"app_id": self.application.app_id, "link_id": link.pk})
         return Response(
             ConnectLinkOutput({"url": url, "expires_at": link.expires_at}).data, status=status.HTTP_201_CREATED

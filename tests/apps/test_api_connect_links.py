@@ -6,7 +6,7 @@ from http import HTTPStatus
 from django.utils import timezone
 
 from apps.models import Connection, ConnectLink
-from apps.services import connect_link_accept
+from apps.services.links import connect_link_accept
 
 from ..factories import UserFactory
 from .api_support import basic_header

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from apps import services
 from apps.models import Delivery
+from apps.services import sending
 
 from ..factories import ApplicationFactory
 
@@ -21,7 +21,7 @@ def _race(delivery_ids, lease, workers=4):
     def claim():
         try:
             barrier.wait()
-            taken.extend(d.pk for d in services._claim(delivery_ids, lease, timezone.now()))
+            taken.extend(d.pk for d in sending._claim(delivery_ids, lease, timezone.now()))
         finally:
             connection.close()
 

@@ -5,8 +5,8 @@ import json
 
 from django.test import Client
 
-from apps import services
 from apps.models import Delivery, DeliveryStatus
+from apps.services import links, sending
 from devices.commands import command_send
 from devices.models import DeviceEventType
 from devices.outbox import relay_all
@@ -20,7 +20,7 @@ from .conftest import hook_url
 def deliver_everything():
     relay_all()
     for delivery in Delivery.objects.filter(status=DeliveryStatus.PENDING).order_by("pk"):
-        services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+        sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
 
 
 def command_ids_polled(application):
@@ -35,7 +35,7 @@ def test_an_application_hears_only_of_its_own_commands(client, owner, receiver, 
     other = ApplicationFactory(owner=owner, callback_url=hook_url(receiver, "/other"))
     device = DeviceFactory(owner=owner, product__commands=["reboot", "identify"])
     for application in (sender, other):
-        services.device_link(device=device, application=application, actor=owner)
+        links.device_link(device=device, application=application, actor=owner)
     command_send(device=device, name="reboot", sent_by_user=owner)
     mine = command_send(device=device, name="identify", params={"seconds": 5}, sent_by_app=sender.app_id)
     assert checkin(client, provision_token(client, device)).status_code == 200  # both become delivered

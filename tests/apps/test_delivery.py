@@ -13,8 +13,8 @@ import time_machine
 from django.core import mail
 from django.utils import timezone
 
-from apps import services
 from apps.models import Application, CallbackAuthStyle, Delivery, DeliveryStatus
+from apps.services import applications, fanout, sending
 from devices.models import DeviceEvent
 from devices.outbox import event_record, relay_pending
 
@@ -32,7 +32,7 @@ def record_and_relay(device, n=1, type="device.data"):
 def attempt(delivery):
     """One attempt, as the task queued for it would make it."""
     delivery.refresh_from_db()
-    outcome = services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+    outcome = sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
     delivery.refresh_from_db()
     return outcome
 
@@ -84,10 +84,10 @@ def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_new_on
     receiver.expect_request("/hook").respond_with_data("ok")
     old_secret = hooked_app.raw_signing_secret
     with time_machine.travel(timezone.now(), tick=False) as clock:
-        new_secret = services.application_signing_secret_rotate(application=hooked_app)
+        new_secret = applications.application_signing_secret_rotate(application=hooked_app)
         record_and_relay(hooked_app.device)
         attempt(Delivery.objects.get())
-        clock.shift(services.SIGNING_SECRET_OVERLAP - timedelta(minutes=1))
+        clock.shift(applications.SIGNING_SECRET_OVERLAP - timedelta(minutes=1))
         record_and_relay(hooked_app.device)
         attempt(Delivery.objects.get(attempts=0))
         clock.shift(timedelta(minutes=2))
@@ -105,8 +105,8 @@ def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_new_on
 
 def test_a_second_rotation_within_the_overlap_keeps_only_the_secret_it_replaces(hooked_app, receiver, delivery):
     receiver.expect_request("/hook").respond_with_data("ok")
-    second = services.application_signing_secret_rotate(application=hooked_app)
-    third = services.application_signing_secret_rotate(application=hooked_app)
+    second = applications.application_signing_secret_rotate(application=hooked_app)
+    third = applications.application_signing_secret_rotate(application=hooked_app)
     attempt(delivery)
     request, _ = receiver.log[0]
     assert verify_standard_webhook(request, third) and verify_standard_webhook(request, second)
@@ -137,8 +137,8 @@ def _follow_schedule(delivery, clock):
 
 
 def _assert_schedule(waits):
-    assert len(waits) == len(services.RETRY_DELAYS)
-    for wait, planned in zip(waits, services.RETRY_DELAYS, strict=True):
+    assert len(waits) == len(sending.RETRY_DELAYS)
+    for wait, planned in zip(waits, sending.RETRY_DELAYS, strict=True):
         assert planned * 0.8 <= wait <= planned * 1.2
 
 
@@ -148,9 +148,9 @@ def test_retries_on_500_follow_the_schedule_then_fail(hooked_app, receiver, deli
         waits, outcome = _follow_schedule(delivery, clock)
     _assert_schedule(waits)
     assert outcome == DeliveryStatus.FAILED
-    assert delivery.status == DeliveryStatus.FAILED and delivery.attempts == services.MAX_ATTEMPTS
+    assert delivery.status == DeliveryStatus.FAILED and delivery.attempts == sending.MAX_ATTEMPTS
     assert delivery.last_status_code == 500 and "500" in delivery.last_error
-    assert len(receiver.log) == services.MAX_ATTEMPTS
+    assert len(receiver.log) == sending.MAX_ATTEMPTS
 
 
 def test_retries_on_a_dead_port_follow_the_schedule(hooked_app, delivery):
@@ -166,7 +166,7 @@ def test_retries_on_a_dead_port_follow_the_schedule(hooked_app, delivery):
 
 
 def test_the_jitter_spreads_retries():
-    waits = {round(services.retry_delay(1), 3) for _ in range(20)}
+    waits = {round(sending.retry_delay(1), 3) for _ in range(20)}
     assert len(waits) > 1
     assert all(4 <= wait <= 6 for wait in waits)
 
@@ -183,10 +183,10 @@ def test_a_retry_is_not_taken_before_it_is_due(hooked_app, receiver, delivery):
     with time_machine.travel(timezone.now(), tick=False) as clock:
         attempt(delivery)
         clock.shift(timedelta(seconds=2))
-        assert services.delivery_send(delivery_id=delivery.pk) is None
-        assert services.deliveries_claim_due()[0] == []
+        assert sending.delivery_send(delivery_id=delivery.pk) is None
+        assert sending.deliveries_claim_due()[0] == []
         clock.move_to(delivery.next_attempt_at)
-        assert services.deliveries_claim_due()[0] == [delivery.pk]
+        assert sending.deliveries_claim_due()[0] == [delivery.pk]
     assert len(receiver.log) == 1
 
 
@@ -216,7 +216,7 @@ def test_410_turns_off_the_callback_only_and_tells_the_owner(
     assert Delivery.objects.count() == 2
     assert len(receiver.log) == 1
     # A new callback turns webhooks back on and the note goes.
-    services.application_update(
+    applications.application_update(
         application=hooked_app,
         name=hooked_app.name,
         callback_url=hook_url(receiver, "/new"),
@@ -230,7 +230,7 @@ def test_410_turns_off_the_callback_only_and_tells_the_owner(
 def test_a_late_410_from_an_old_callback_leaves_the_new_one_on(hooked_app, receiver, delivery):
     receiver.expect_request("/hook").respond_with_data("gone", status=410)
     new_url = hook_url(receiver, "/new")
-    assert not services.application_callback_off(application=hooked_app, url=new_url, reason="410")
+    assert not applications.application_callback_off(application=hooked_app, url=new_url, reason="410")
     hooked_app.refresh_from_db()
     assert hooked_app.callback_url == hook_url(receiver) and hooked_app.callback_off_at is None
 
@@ -238,7 +238,7 @@ def test_a_late_410_from_an_old_callback_leaves_the_new_one_on(hooked_app, recei
 def test_an_application_failing_for_five_days_is_paused_and_its_owner_emailed_once(
     hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
 ):
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: None)
+    monkeypatch.setattr(fanout, "_deliveries_publish", lambda ids, lease, **options: None)
     receiver.expect_request("/hook").respond_with_data("", status=500)
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock, django_capture_on_commit_callbacks(execute=True):
@@ -250,7 +250,7 @@ def test_an_application_failing_for_five_days_is_paused_and_its_owner_emailed_on
         record_and_relay(hooked_app.device)
         attempt(Delivery.objects.get(attempts=0))
         # Another worker that saw the same failure with the application unpaused sends no second email.
-        services._failing_note(stale, timezone.now())
+        sending._failing_note(stale, timezone.now())
     hooked_app.refresh_from_db()
     assert hooked_app.paused_at is not None and "5 days" in hooked_app.pause_reason
     assert len(mail.outbox) == 1
@@ -273,14 +273,14 @@ def test_a_paused_application_gets_nothing_and_resuming_sends_what_waits(
     hooked_app, receiver, django_capture_on_commit_callbacks, monkeypatch
 ):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
+    monkeypatch.setattr(fanout, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     record_and_relay(hooked_app.device)
-    services.application_pause(application=hooked_app, reason="Paused by the owner.")
+    applications.application_pause(application=hooked_app, reason="Paused by the owner.")
     pending = Delivery.objects.get()
-    assert services.delivery_send(delivery_id=pending.pk, lease=pending.next_attempt_at) is None
-    assert services.deliveries_claim_due(now=timezone.now() + timedelta(hours=1))[0] == []
+    assert sending.delivery_send(delivery_id=pending.pk, lease=pending.next_attempt_at) is None
+    assert sending.deliveries_claim_due(now=timezone.now() + timedelta(hours=1))[0] == []
     with django_capture_on_commit_callbacks(execute=True):
-        services.application_resume(application=hooked_app)
+        applications.application_resume(application=hooked_app)
     assert queued == [[pending.pk]]
     receiver.expect_request("/hook").respond_with_data("ok")
     assert attempt(pending) == DeliveryStatus.SUCCEEDED
@@ -292,23 +292,23 @@ def test_events_during_a_pause_are_held_then_sent_in_order_on_resume(
 ):
     # The queued task runs at once, as a worker would take it.
     monkeypatch.setattr(
-        services,
+        fanout,
         "_deliveries_publish",
-        lambda ids, lease, **options: services.deliveries_send(delivery_ids=ids, lease=lease),
+        lambda ids, lease, **options: sending.deliveries_send(delivery_ids=ids, lease=lease),
     )
     receiver.expect_request("/hook").respond_with_data("ok")
-    services.application_pause(application=hooked_app, reason="Paused by the owner.")
+    applications.application_pause(application=hooked_app, reason="Paused by the owner.")
     with django_capture_on_commit_callbacks(execute=True):
         record_and_relay(hooked_app.device, n=5)
     held = list(Delivery.objects.order_by("pk"))
     assert len(held) == 5 and all(d.status == DeliveryStatus.PENDING and d.next_attempt_at is None for d in held)
-    assert services.deliveries_claim_due(now=timezone.now() + timedelta(days=1))[0] == []
+    assert sending.deliveries_claim_due(now=timezone.now() + timedelta(days=1))[0] == []
     assert receiver.log == []
     client.force_login(hooked_app.owner)
     assert "held until you resume" in client.get(f"/apps/{hooked_app.app_id}/").content.decode()
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.application_resume(application=hooked_app)
+        applications.application_resume(application=hooked_app)
 
     recorded = list(DeviceEvent.objects.order_by("created_at").values_list("pk", flat=True))
     assert [request.headers["webhook-id"] for request, _ in receiver.log] == [str(pk) for pk in recorded]
@@ -319,7 +319,7 @@ def test_replay_failed_sends_them_again_with_a_fresh_schedule(hooked_app, receiv
     receiver.expect_request("/hook").respond_with_data("gone", status=410)
     attempt(delivery)
     hooked_app.refresh_from_db()
-    services.application_update(
+    applications.application_update(
         application=hooked_app,
         name=hooked_app.name,
         callback_url=hook_url(receiver),
@@ -328,7 +328,7 @@ def test_replay_failed_sends_them_again_with_a_fresh_schedule(hooked_app, receiv
     )
     receiver.clear()
     receiver.expect_request("/hook").respond_with_data("ok")
-    assert services.deliveries_replay_failed(application=hooked_app) == 1
+    assert fanout.deliveries_replay_failed(application=hooked_app) == 1
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 0
     assert attempt(delivery) == DeliveryStatus.SUCCEEDED
@@ -337,7 +337,7 @@ def test_replay_failed_sends_them_again_with_a_fresh_schedule(hooked_app, receiv
 def test_retry_one_delivery(hooked_app, receiver, delivery):
     receiver.expect_request("/hook").respond_with_data("", status=500)
     attempt(delivery)
-    services.delivery_retry(delivery=delivery)
+    fanout.delivery_retry(delivery=delivery)
     delivery.refresh_from_db()
     assert delivery.attempts == 0
     receiver.clear()
@@ -347,7 +347,7 @@ def test_retry_one_delivery(hooked_app, receiver, delivery):
 
 def test_a_test_event_is_a_signed_ping(hooked_app, receiver):
     receiver.expect_request("/hook").respond_with_data("ok")
-    delivery = services.delivery_send_test(application=hooked_app)
+    delivery = fanout.delivery_send_test(application=hooked_app)
     assert attempt(delivery) == DeliveryStatus.SUCCEEDED
     request, _ = receiver.log[0]
     body = json.loads(request.get_data())
@@ -359,18 +359,18 @@ def test_a_test_event_is_a_signed_ping(hooked_app, receiver):
 def test_the_same_attempt_is_taken_once(hooked_app, receiver, delivery):
     receiver.expect_request("/hook").respond_with_data("ok")
     lease = delivery.next_attempt_at
-    assert services.delivery_send(delivery_id=delivery.pk, lease=lease) == DeliveryStatus.SUCCEEDED
-    assert services.delivery_send(delivery_id=delivery.pk, lease=lease) is None
+    assert sending.delivery_send(delivery_id=delivery.pk, lease=lease) == DeliveryStatus.SUCCEEDED
+    assert sending.delivery_send(delivery_id=delivery.pk, lease=lease) is None
     assert len(receiver.log) == 1
 
 
 def test_a_lost_message_is_queued_again_once_its_lease_ends(hooked_app, delivery, monkeypatch):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
-    assert services.deliveries_send_due() == 0  # still leased to the message sent at fan-out
+    monkeypatch.setattr(sending, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
+    assert sending.deliveries_send_due() == 0  # still leased to the message sent at fan-out
     with time_machine.travel(delivery.next_attempt_at + timedelta(seconds=1)):
-        assert services.deliveries_send_due() == 1
-        assert services.deliveries_send_due() == 0  # leased again, to the message just queued
+        assert sending.deliveries_send_due() == 1
+        assert sending.deliveries_send_due() == 0  # leased again, to the message just queued
     assert queued == [[delivery.pk]]
 
 
@@ -406,8 +406,8 @@ def test_fan_out_writes_one_delivery_per_hearing_application_with_a_callback(own
 def test_fan_out_is_idempotent(hooked_app):
     event_record(device=hooked_app.device, type="device.online")
     events = list(DeviceEvent.objects.select_related("device"))
-    services.deliveries_fan_out(events)
-    services.deliveries_fan_out(events)
+    fanout.deliveries_fan_out(events)
+    fanout.deliveries_fan_out(events)
     assert Delivery.objects.count() == 1
 
 
@@ -418,13 +418,13 @@ def test_fan_out_is_a_few_queries_for_a_batch(hooked_app, django_assert_num_quer
     # the links of the devices, current and ended (one UNION); one INSERT for the batch
     # (ignore_conflicts); the fresh rows' ids
     with django_assert_num_queries(3):
-        services.deliveries_fan_out(events)
+        fanout.deliveries_fan_out(events)
     assert Delivery.objects.count() == 50
 
 
 def test_fan_out_queues_the_sends_after_commit(hooked_app, monkeypatch, django_capture_on_commit_callbacks):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
+    monkeypatch.setattr(fanout, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
     event_record(device=hooked_app.device, type="device.online")
     with django_capture_on_commit_callbacks(execute=True):
         relay_pending()
@@ -464,7 +464,7 @@ def test_a_chunk_is_sent_over_one_connection_with_successes_written_in_bulk(
     ids, lease = _chunk(hooked_app, 30)
     # claim, load, and two bulk writes of successes: no per-delivery query
     with django_assert_max_num_queries(4):
-        outcomes = services.deliveries_send(delivery_ids=ids, lease=lease)
+        outcomes = sending.deliveries_send(delivery_ids=ids, lease=lease)
     assert set(outcomes.values()) == {DeliveryStatus.SUCCEEDED}
     assert Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED, attempts=1, last_status_code=200).count() == 30
     assert len({request.headers["webhook-id"] for request, _ in receiver.log}) == 30
@@ -476,7 +476,7 @@ def test_after_a_receiver_fails_to_answer_the_rest_of_the_chunk_waits_for_its_re
         dead_port = probe.getsockname()[1]
     Application.objects.filter(pk=hooked_app.pk).update(callback_url=f"http://127.0.0.1:{dead_port}/hook")
     ids, lease = _chunk(hooked_app, 5)
-    outcomes = services.deliveries_send(delivery_ids=ids, lease=lease)
+    outcomes = sending.deliveries_send(delivery_ids=ids, lease=lease)
     assert list(outcomes.values()) == ["retrying"]
     first, *rest = Delivery.objects.order_by("pk")
     assert first.attempts == 1
@@ -487,12 +487,12 @@ def test_a_chunk_out_of_time_hands_the_rest_back_unattempted(
     hooked_app, receiver, monkeypatch, django_capture_on_commit_callbacks
 ):
     queued = []
-    monkeypatch.setattr(services, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
-    monkeypatch.setattr(services, "CHUNK_BUDGET_SECONDS", 0)
+    monkeypatch.setattr(fanout, "_deliveries_publish", lambda ids, lease, **options: queued.append(ids))
+    monkeypatch.setattr(sending, "CHUNK_BUDGET_SECONDS", 0)
     receiver.expect_request("/hook").respond_with_data("ok")
     ids, lease = _chunk(hooked_app, 4)
     with django_capture_on_commit_callbacks(execute=True):
-        outcomes = services.deliveries_send(delivery_ids=ids, lease=lease)
+        outcomes = sending.deliveries_send(delivery_ids=ids, lease=lease)
     assert list(outcomes) == ids[:1]
     assert queued == [ids[1:]]
     rest = Delivery.objects.filter(pk__in=ids[1:])
@@ -505,9 +505,9 @@ def test_retry_after_as_an_http_date():
 
     with time_machine.travel(timezone.now(), tick=False):
         later = format_datetime(timezone.now() + timedelta(minutes=10), usegmt=True)
-        assert 590 <= services._retry_after_seconds(later) <= 600
-        assert services._retry_after_seconds("soon") is None
-        assert services._retry_after_seconds(str(10**9)) == services.MAX_RETRY_AFTER
+        assert 590 <= sending._retry_after_seconds(later) <= 600
+        assert sending._retry_after_seconds("soon") is None
+        assert sending._retry_after_seconds(str(10**9)) == sending.MAX_RETRY_AFTER
 
 
 def _misbehaving_receiver(server, behaviour, sent):

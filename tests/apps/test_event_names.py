@@ -8,8 +8,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from apps import services
 from apps.models import Delivery
+from apps.services import links, sending
 from claiming.services import device_claim_by_code, device_release
 from devices.models import DeviceEvent, DeviceEventType
 from devices.outbox import event_record, relay_all
@@ -30,7 +30,7 @@ def test_a_retry_after_a_change_of_owner_sends_the_name_of_the_events_time(
     code = ClaimCodeFactory()
     device = DeviceFactory(owner=owner, claim_code=code, owned_since=timezone.now())
     application = ApplicationFactory(owner=owner, callback_url=hook_url(receiver))
-    services.device_link(device=device, application=application, actor=owner)
+    links.device_link(device=device, application=application, actor=owner)
     device_rename(device=device, name="Kitchen")
     event = event_record(device=device, type=DeviceEventType.DATA, data={"values": {"t": 1}})
     receiver.expect_oneshot_request("/hook").respond_with_data("", status=500)
@@ -38,7 +38,7 @@ def test_a_retry_after_a_change_of_owner_sends_the_name_of_the_events_time(
     relay_all()
     delivery = Delivery.objects.get(application=application, event=event)
     with time_machine.travel(timezone.now(), tick=False) as clock:
-        services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+        sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
         delivery.refresh_from_db()
         # Alice resets the device; Bob claims it and names it.
         device_release(device=device, actor=owner, ip=IP)
@@ -47,7 +47,7 @@ def test_a_retry_after_a_change_of_owner_sends_the_name_of_the_events_time(
         device.refresh_from_db()
         device_rename(device=device, name="Bob's garage")
         clock.move_to(delivery.next_attempt_at)
-        services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+        sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
 
     bodies = [json.loads(request.get_data()) for request, _ in receiver.log]
     assert [body["id"] for body in bodies] == [str(event.pk)] * 2  # the attempt, then the retry

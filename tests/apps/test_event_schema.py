@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
-from apps import services
+from apps.services import fanout, links
 from claiming.services import device_claim_by_code, device_release
 from devices.commands import command_send
 from devices.models import Device, DeviceEventType
@@ -52,10 +52,10 @@ def _every_event_type(client, owner, application):
         content_type="application/json", **bearer(token),
     )
     assert ack.status_code == 200, ack.content
-    services.device_unlink(device=device, application=application, actor=owner)
-    services.device_link(device=device, application=application, actor=owner)
+    links.device_unlink(device=device, application=application, actor=owner)
+    links.device_link(device=device, application=application, actor=owner)
     device_release(device=device, actor=owner, ip="198.51.100.1")
-    services.delivery_send_test(application=application)
+    fanout.delivery_send_test(application=application)
 
 
 def test_every_webhook_body_and_every_event_row_fits_the_schema(client, owner, receiver, private_targets):

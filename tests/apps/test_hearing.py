@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps import services
 from apps.models import Connection, Delivery, DeliveryStatus
+from apps.services import fanout, links, sending
 from claiming.services import device_claim_by_code, device_release
 from devices.models import DeviceEvent, DeviceEventType
 from devices.outbox import event_record, relay_all
@@ -24,7 +24,7 @@ def deliver_everything():
     """The relay, however late, then one attempt of every pending delivery, oldest first."""
     relay_all()
     for delivery in Delivery.objects.filter(status=DeliveryStatus.PENDING).order_by("pk"):
-        services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+        sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
 
 
 def received(receiver, path):
@@ -59,7 +59,7 @@ def test_a_previous_owners_events_never_reach_the_next_owners_application(
     owner, bob, device, code, apps_of_both, receiver
 ):
     alice_app, bob_app = apps_of_both
-    services.device_link(device=device, application=alice_app, actor=owner)
+    links.device_link(device=device, application=alice_app, actor=owner)
     alices = [event_record(device=device, type=DeviceEventType.DATA, data={"values": {"t": t}}) for t in (1, 2)]
     # The worker is behind: nothing is relayed while Alice resets and Bob claims with his app.
     device_release(device=device, actor=owner, ip=IP)
@@ -98,9 +98,9 @@ def test_webhooks_and_the_events_api_are_the_same_events(client, bob, code, rece
     assert answer.status_code == 201
     device.refresh_from_db()
     event_record(device=device, type=DeviceEventType.DATA, data={"values": {"t": 1}})
-    services.device_unlink(device=device, application=platform, actor=bob)
+    links.device_unlink(device=device, application=platform, actor=bob)
     event_record(device=device, type=DeviceEventType.DATA, data={"values": {"t": 2}})  # not linked: not theirs
-    services.device_link(device=device, application=platform, actor=bob)
+    links.device_link(device=device, application=platform, actor=bob)
     event_record(device=device, type=DeviceEventType.DATA, data={"values": {"t": 3}})
     device_release(device=device, actor=bob, ip=IP)
 
@@ -130,6 +130,6 @@ def test_replay_sends_nothing_the_application_does_not_hear(owner, bob, device, 
     # A failed delivery of Alice's event to Bob's application, as a fan-out that chose receivers by
     # the links of the moment could have written.
     Delivery.objects.create(application=bob_app, event=alices, event_type=alices.type, status=DeliveryStatus.FAILED)
-    assert services.deliveries_replay_failed(application=bob_app) == 0
+    assert fanout.deliveries_replay_failed(application=bob_app) == 0
     deliver_everything()
     assert str(alices.pk) not in {body["id"] for body in received(receiver, "/bob")}

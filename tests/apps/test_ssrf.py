@@ -4,9 +4,11 @@ import socket
 
 import pytest
 
-from apps import services, ssrf
+from apps import ssrf
 from apps.models import Delivery, DeliveryStatus
+from apps.services import applications, fanout, sending
 from devices.outbox import event_record, relay_pending
+from portal.errors import ValidationError
 
 from ..factories import ApplicationFactory, DeviceFactory
 
@@ -76,8 +78,8 @@ def test_the_development_setting_lets_loopback_and_http_through(settings):
 
 @pytest.mark.parametrize("url", ["https://127.1/hook", "https://localhost/hook", "https://[::ffff:127.0.0.1]/"])
 def test_saving_a_refused_callback_is_a_form_error(owner, url):
-    with pytest.raises(services.ValidationError) as caught:
-        services.application_create(owner=owner, name="Internal", callback_url=url)
+    with pytest.raises(ValidationError) as caught:
+        applications.application_create(owner=owner, name="Internal", callback_url=url)
     assert "callback_url" in caught.value.fields
 
 
@@ -89,7 +91,7 @@ def test_the_guard_runs_again_at_send_time(owner, receiver):
     event_record(device=device, type="device.data", data={"t": 1})
     relay_pending()
     delivery = Delivery.objects.get()
-    services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+    sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
     delivery.refresh_from_db()
     assert receiver.log == []
     assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 1
@@ -98,8 +100,8 @@ def test_the_guard_runs_again_at_send_time(owner, receiver):
 
 def test_a_name_resolving_to_loopback_is_refused_at_send_time(owner, receiver):
     application = ApplicationFactory(owner=owner, callback_url=f"https://localhost:{receiver.port}/hook")
-    delivery = services.delivery_send_test(application=application)
-    services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+    delivery = fanout.delivery_send_test(application=application)
+    sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
     delivery.refresh_from_db()
     assert receiver.log == []
     assert "loopback" in delivery.last_error
@@ -109,8 +111,8 @@ def test_a_redirect_to_loopback_is_not_followed(hooked_app, receiver):
     inner = receiver.url_for("/internal")
     receiver.expect_request("/hook").respond_with_data("", status=302, headers={"Location": inner})
     receiver.expect_request("/internal").respond_with_data("secret metadata")
-    delivery = services.delivery_send_test(application=hooked_app)
-    services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+    delivery = fanout.delivery_send_test(application=hooked_app)
+    sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
     delivery.refresh_from_db()
     assert [request.path for request, _ in receiver.log] == ["/hook"]
     assert delivery.last_status_code == 302 and delivery.status == DeliveryStatus.PENDING
@@ -134,8 +136,8 @@ def test_the_connection_goes_to_the_address_resolved_once(hooked_app, receiver, 
     hooked_app.callback_url = f"http://hooks.example.test:{receiver.port}/hook"
     hooked_app.save()
     receiver.expect_request("/hook").respond_with_data("ok")
-    delivery = services.delivery_send_test(application=hooked_app)
-    services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+    delivery = fanout.delivery_send_test(application=hooked_app)
+    sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SUCCEEDED
     # The name once; then only the pinned address itself, which the socket layer parses, not resolves.
@@ -160,7 +162,7 @@ def test_proxy_environment_variables_are_ignored(hooked_app, receiver, monkeypat
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     receiver.expect_request("/hook").respond_with_data("ok")
-    delivery = services.delivery_send_test(application=hooked_app)
-    services.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
+    delivery = fanout.delivery_send_test(application=hooked_app)
+    sending.delivery_send(delivery_id=delivery.pk, lease=delivery.next_attempt_at)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SUCCEEDED

@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from apps import services
 from apps.models import Application, AppLink, Connection, Delivery, DeliveryStatus
+from apps.services import applications, links
 from portal.secrets import decrypt
 
 from ..factories import ApplicationFactory, DeviceFactory
@@ -232,7 +232,7 @@ def test_replacing_the_secret_shows_the_new_one_once(owner_client, own_app):
 def test_rotating_the_signing_secret(owner_client, own_app):
     owner_client.post(reverse("apps:signing-secret", args=[own_app.app_id]))
     own_app.refresh_from_db()
-    assert services.application_signing_secret(own_app) != own_app.raw_signing_secret
+    assert applications.application_signing_secret(own_app) != own_app.raw_signing_secret
 
 
 def test_pause_and_resume(owner_client, own_app):
@@ -338,7 +338,7 @@ def _path(url):
 
 
 def test_a_connect_link_asks_for_a_login_first(client, other_owner):
-    _, url = services.connect_link_create(application=ApplicationFactory(owner=other_owner))
+    _, url = links.connect_link_create(application=ApplicationFactory(owner=other_owner))
     response = client.get(_path(url))
     assert response.status_code == HTTPStatus.FOUND
     assert response["Location"].startswith(reverse("account_login"))
@@ -346,7 +346,7 @@ def test_a_connect_link_asks_for_a_login_first(client, other_owner):
 
 def test_the_consent_page_names_the_application_and_accepting_adds_it(owner_client, owner, other_owner):
     application = ApplicationFactory(owner=other_owner, name="Energy Coach")
-    _, url = services.connect_link_create(application=application)
+    _, url = links.connect_link_create(application=application)
     page = owner_client.get(_path(url))
     assert page.status_code == HTTPStatus.OK
     body = page.content.decode()
@@ -359,7 +359,7 @@ def test_the_consent_page_names_the_application_and_accepting_adds_it(owner_clie
 
 def test_declining_adds_nothing_and_the_link_still_works(owner_client, owner, other_owner):
     application = ApplicationFactory(owner=other_owner)
-    _, url = services.connect_link_create(application=application)
+    _, url = links.connect_link_create(application=application)
     owner_client.post(_path(url), {"decline": "1"})
     assert not Connection.objects.exists()
     assert owner_client.get(_path(url)).status_code == HTTPStatus.OK

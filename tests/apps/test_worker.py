@@ -10,8 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 from werkzeug import Response
 
-from apps import services, tasks
+from apps import tasks
 from apps.models import AppLink, Delivery, DeliveryStatus
+from apps.services import fanout
 from devices import outbox
 from devices import tasks as device_tasks
 from devices.outbox import event_record
@@ -104,7 +105,7 @@ def test_a_broker_down_at_check_in_loses_nothing(worker_app, receiver, monkeypat
     assert delivery.status == DeliveryStatus.PENDING and receiver.log == []
 
     # The broker is back: the beat task finds the delivery once the lease of the lost message ends.
-    with time_machine.travel(timezone.now() + services.ENQUEUE_LEASE + timedelta(seconds=1)):
+    with time_machine.travel(timezone.now() + fanout.ENQUEUE_LEASE + timedelta(seconds=1)):
         assert tasks.deliveries_send_due() == 1
     assert wait_for(_delivered) is not None, "not delivered after the broker came back"
     assert len(receiver.log) == 1

@@ -20,7 +20,7 @@ from django.db import connection
 from django.urls import reverse
 
 from apps.models import AppLink
-from apps.services import connect_link_create
+from apps.services.links import connect_link_create
 from claiming.services import transfer_offer
 from devices import codes
 from devices.models import Device
