@@ -3,8 +3,8 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from apps import services as app_services
 from apps.models import AppLink, EndedLink
+from apps.services import links as app_links
 from claiming.services import device_claim_by_code, device_claim_by_pin
 from devices.models import Device, RevokedCertificate
 from portal.errors import ApplicationError
@@ -19,7 +19,7 @@ def test_an_owners_deleted_account_resets_each_of_its_devices(client, owner):
     code = ClaimCodeFactory()
     device = DeviceFactory(claim_code=code, owner=owner, name="Alice's bedroom", raw_pin="2468", claimable=True)
     managed = ApplicationFactory(owner=None, managed=True)
-    app_services.device_link(device=device, application=managed, actor=owner)
+    app_links.device_link(device=device, application=managed, actor=owner)
     token = provision(client, device, {"attempt": 0, "csr": csr_pem(device.serial)}).json()["credentials"]["token"]
     assert checkin(client, token).status_code == 200
 
