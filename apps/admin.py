@@ -57,8 +57,30 @@ def _shown_once(request, *, title, application, rows):
     return response
 
 
+OWNER_APPLICATIONS_PERMISSION = "apps.manage_owner_applications"
+
+
+def _sees_owner_applications(request) -> bool:
+    return request.user.has_perm(OWNER_APPLICATIONS_PERMISSION)
+
+
+class OemApplicationsOnly:
+    """Without OWNER_APPLICATIONS_PERMISSION, staff see and act on the OEM's own applications (no
+    owner) and what hangs off them: an owner's application, its Secret, callback and deliveries
+    are the owner's."""
+
+    application_path = "application__"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if _sees_owner_applications(request):
+            return queryset
+        return queryset.filter(**{f"{self.application_path}owner__isnull": True})
+
+
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
+class ApplicationAdmin(OemApplicationsOnly, admin.ModelAdmin):
+    application_path = ""
     form = ApplicationAdminForm
     list_display = ["name", "app_id", "managed", "owner", "callback_url", "paused_at", "created_at"]
     list_filter = ["managed", "auth_style", ("paused_at", admin.EmptyFieldListFilter)]
@@ -70,8 +92,27 @@ class ApplicationAdmin(admin.ModelAdmin):
     def get_changeform_initial_data(self, request):
         return {"managed": True, "auth_style": CallbackAuthStyle.BASIC, "token_prefix": "Token"}
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        # Giving an application to an owner is as good as taking one over.
+        return fields if _sees_owner_applications(request) else [f for f in fields if f != "owner"]
+
+    def get_list_display(self, request):
+        columns = super().get_list_display(request)
+        return columns if _sees_owner_applications(request) else [c for c in columns if c != "owner"]
+
     def save_model(self, request, obj, form, change):
         if change:
+            data = form.cleaned_data
+            # The settings go through the service (the SSRF guard, the callback-off note); the rest
+            # are the admin's own fields.
+            applications.application_update(
+                application=obj,
+                name=data["name"],
+                callback_url=data.get("callback_url", ""),
+                auth_style=data["auth_style"],
+                token_prefix=data.get("token_prefix", ""),
+            )
             super().save_model(request, obj, form, change)
             return
         data = form.cleaned_data
@@ -137,7 +178,7 @@ class ApplicationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(OemApplicationsOnly, admin.ModelAdmin):
     list_display = ["event_type", "application", "status", "attempts", "last_status_code", "created_at"]
     list_filter = ["status", "event_type"]
     list_select_related = ["application"]
@@ -153,13 +194,13 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(OemApplicationsOnly, admin.ModelAdmin):
     list_display = ["application", "user", "created_at"]
     raw_id_fields = ["application", "user"]
 
 
 @admin.register(ConnectLink)
-class ConnectLinkAdmin(admin.ModelAdmin):
+class ConnectLinkAdmin(OemApplicationsOnly, admin.ModelAdmin):
     list_display = ["application", "created_at", "expires_at", "used_at"]
     exclude = ["token_digest"]
     raw_id_fields = ["application", "used_by"]
