@@ -168,6 +168,12 @@ class Delivery(models.Model):
         indexes = [
             # The due-work beat task: pending deliveries whose time has come.
             models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="delivery_due"),
+            # The same task's look for held rows (a paused application's) whose application resumed.
+            models.Index(
+                fields=["application"],
+                condition=Q(status="pending", next_attempt_at__isnull=True),
+                name="delivery_held",
+            ),
             # The application page's delivery log, newest first.
             models.Index(fields=["application", "-created_at"], name="delivery_app_time"),
         ]

@@ -21,7 +21,7 @@ import requests
 import urllib3
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from .. import ssrf
@@ -354,16 +354,18 @@ def deliveries_claim_due(*, now=None, limit=DUE_BATCH) -> tuple[list[int], datet
     work without waiting on each other; the lease keeps the next run from queuing them again."""
     now = now or timezone.now()
     lease = now + ENQUEUE_LEASE
+    pending = Delivery.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+        status=DeliveryStatus.PENDING, application__paused_at__isnull=True
+    )
     with transaction.atomic():
-        # Held rows (no next attempt) of an application that is not paused are due too: one
-        # fanned out while a concurrent resume ran would otherwise wait for ever.
-        ids = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True))
-            .filter(status=DeliveryStatus.PENDING, application__paused_at__isnull=True)
-            .order_by(F("next_attempt_at").asc(nulls_first=True), "pk")
-            .values_list("pk", flat=True)[:limit]
-        )
+        # Held rows (no next attempt) of an application that is not paused are due too, first: one
+        # fanned out while a concurrent resume ran would otherwise wait for ever. Two queries, so
+        # each has its own partial index (delivery_held, delivery_due) and the held rows of paused
+        # applications, however many, are never read.
+        ids = list(pending.filter(next_attempt_at__isnull=True).order_by("pk").values_list("pk", flat=True)[:limit])
+        if len(ids) < limit:
+            due = pending.filter(next_attempt_at__lte=now).order_by("next_attempt_at", "pk")
+            ids += due.values_list("pk", flat=True)[: limit - len(ids)]
         if ids:
             Delivery.objects.filter(pk__in=ids).update(next_attempt_at=lease)
     return ids, lease

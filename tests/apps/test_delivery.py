@@ -548,3 +548,18 @@ def test_a_receiver_that_answers_then_misbehaves_is_cut_off_and_the_send_recorde
     assert delivery.status == DeliveryStatus.SUCCEEDED  # the status line is what counts
     assert delivery.attempts == 1
     assert not thread.is_alive() and len(sent) < 10_000
+
+
+def test_the_due_work_takes_held_rows_of_resumed_applications_first_and_never_a_paused_ones(db):
+    paused = ApplicationFactory(paused_at=timezone.now(), callback_url="https://paused.example/hook")
+    running = ApplicationFactory(callback_url="https://running.example/hook")
+    now = timezone.now()
+    Delivery.objects.bulk_create(
+        [Delivery(application=paused, event_type="device.data", next_attempt_at=None) for _ in range(5)]
+    )
+    due = Delivery.objects.create(application=running, event_type="device.data", next_attempt_at=now)
+    held = Delivery.objects.create(application=running, event_type="device.data", next_attempt_at=None)
+    Delivery.objects.create(application=running, event_type="device.data", next_attempt_at=now + timedelta(hours=1))
+    assert sending.deliveries_claim_due(now=now, limit=1)[0] == [held.pk]
+    assert sending.deliveries_claim_due(now=now)[0] == [due.pk]
+    assert sending.deliveries_claim_due(now=now)[0] == []
