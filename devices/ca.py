@@ -16,6 +16,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from django.core.cache import cache
 from django.db import transaction
 
 from portal.errors import ValidationError
@@ -31,6 +32,7 @@ BACKDATE = timedelta(minutes=5)
 MAX_CSR_BYTES = 16 * 1024
 # A verifier fetches the list again before this runs out; a fresh one is signed on every request.
 CRL_VALIDITY = timedelta(days=1)
+CRL_CACHE_SECONDS = 3600
 
 
 class CsrError(ValidationError):
@@ -217,6 +219,19 @@ def _ca_signing_material(product: Product):
     if not product.ca_key_encrypted:
         product.ca_key_encrypted = Product.objects.values_list("ca_key_encrypted", flat=True).get(pk=product.pk)
     return _ca_material(product.ca_certificate_pem, product.ca_key_encrypted)
+
+
+def product_crl_cached(*, product: Product) -> str:
+    """`product_crl`, signed once per change of the list and at most an hour old (it is valid for a
+    day): the URL is public and unthrottled, so a request costs one indexed query, not a signature
+    over every revoked serial. A new revocation has a new newest id, so it is on the next answer."""
+    newest = RevokedCertificate.objects.filter(product=product).order_by("-pk").values_list("pk", flat=True).first()
+    key = f"crl:{product.pk}:{product.ca_certificate_pem[-64:]}:{newest}"
+    crl = cache.get(key)
+    if crl is None:
+        crl = product_crl(product=product)
+        cache.set(key, crl, timeout=CRL_CACHE_SECONDS)
+    return crl
 
 
 def product_crl(*, product: Product) -> str:

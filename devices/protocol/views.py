@@ -19,10 +19,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.views import APIView
 
 from portal.errors import ApplicationError, Throttled, ValidationError, error_body
-from portal.http import client_ip
+from portal.http import client_ip, json_error
 from portal.text import storable
 
-from ..ca import product_ca_ensure, product_crl
+from ..ca import product_ca_ensure, product_crl_cached
 from ..commands import command_ack
 from ..models import Product
 from ..services import token_digest
@@ -349,7 +349,11 @@ def _pem_response(request, slug, render) -> HttpResponse:
         return JsonResponse(error_body("method_not_allowed", "Use GET."), status=405, headers={"Allow": "GET"})
     product = Product.objects.filter(slug=slug).first()
     if product is None:
-        return JsonResponse(error_body("not_found", "No such product."), status=HTTPStatus.NOT_FOUND)
+        return json_error("not_found", "No such product.", HTTPStatus.NOT_FOUND)
+    if not product.ca_certificate_pem:
+        # A public GET writes nothing: the CA is made when the first device provisions with a CSR
+        # (or by `manage.py product_ca`), and until then no certificate of it exists to revoke.
+        return json_error("no_ca", "This product has issued no certificates yet.", HTTPStatus.NOT_FOUND)
     response = HttpResponse(render(product), content_type="application/x-pem-file")
     response["Cache-Control"] = "public, max-age=300"
     return response
@@ -362,4 +366,4 @@ def product_ca_certificate(request, slug):
 
 def product_ca_crl(request, slug):
     """The product CA's revocation list (PEM), for whatever verifies its devices' certificates."""
-    return _pem_response(request, slug, lambda product: product_crl(product=product))
+    return _pem_response(request, slug, lambda product: product_crl_cached(product=product))

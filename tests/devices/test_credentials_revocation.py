@@ -96,3 +96,33 @@ def test_only_the_owner_may_revoke(client, other_owner, owned_device):
     client.force_login(other_owner)
     url = reverse("devices:credentials-revoke", args=[owned_device.pk])
     assert client.post(url).status_code == HTTPStatus.NOT_FOUND
+
+
+def test_a_product_that_issued_no_certificate_has_no_crl_and_a_get_makes_no_ca(client):
+    from devices.models import Product
+    from tests.factories import ProductFactory
+
+    product = ProductFactory()
+    for name in ("device-protocol:ca-crl", "device-protocol:ca-certificate"):
+        response = client.get(reverse(name, args=[product.slug]))
+        assert response.status_code == 404 and response.json()["error"]["code"] == "no_ca"
+    assert Product.objects.get(pk=product.pk).ca_certificate_pem == ""
+
+
+def test_the_crl_is_signed_once_per_change_not_per_request(client, owned_device, owner, monkeypatch):
+    from devices import ca
+    from devices.ca import product_ca_ensure
+
+    product_ca_ensure(product=owned_device.product)
+    _crl(client, owned_device.product)
+    signed = []
+    real = ca.product_crl
+    monkeypatch.setattr(ca, "product_crl", lambda **kw: signed.append(1) or real(**kw))
+    for _ in range(5):
+        _crl(client, owned_device.product)
+    assert len(signed) <= 1
+    from devices.services import certificate_revoke
+
+    certificate_revoke(product_id=owned_device.product_id, serial_number="abc123", reason="superseded")
+    crl = _crl(client, owned_device.product)  # a new revocation is on the very next answer
+    assert crl.get_revoked_certificate_by_serial_number(0xABC123) is not None
