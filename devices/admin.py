@@ -24,7 +24,10 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.log import log_response
 
+from portal.errors import ValidationError
+
 from . import admin_views, codes
+from .command_definitions import product_commands_validate
 from .labels import claim_code_text
 from .models import ClaimCode, Device, Product
 from .services import stale_checks_reschedule
@@ -121,10 +124,10 @@ class ProductForm(forms.ModelForm):
         ]
 
     def clean_commands(self):
-        commands = self.cleaned_data["commands"]
-        if not isinstance(commands, list) or not all(isinstance(c, str) and c.strip() for c in commands):
-            raise forms.ValidationError('A list of command names, e.g. ["reboot", "identify"].')
-        return [command.strip() for command in commands]
+        try:
+            return product_commands_validate(self.cleaned_data["commands"])
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 @admin.register(Product)

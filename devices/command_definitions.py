@@ -1,8 +1,11 @@
 """Which parameters each command takes, and the one check every sender goes through.
 
-A definition is plain data (name, parameters with type, range, required, default) so that it can
-later be read from a per-product table instead of this catalogue without changing its callers.
-A product command name the catalogue does not declare keeps the generic rule: any flat object.
+A product's `commands` lists what its devices accept. An entry is a built-in command's name
+(`reboot`, `identify`, `set_interval`: declared in BUILT_IN below) or the product's own
+declaration, an object with `name`, optional `help` and `params` (each with `name`, `type` of
+int/float/bool/string/choice, and optional `required`, `min`, `max`, `choices`, `default`, `help`):
+`product_commands_validate` checks it where an admin types it. A bare name that no built-in
+declares keeps the generic rule: any flat object.
 """
 
 import math
@@ -108,7 +111,81 @@ BUILT_IN = {
 
 def command_definitions_for_product(product) -> dict[str, CommandDefinition | None]:
     """The product's accepted command names, each with its definition (None: not declared)."""
-    return {name: BUILT_IN.get(name) for name in (product.commands or [])}
+    definitions = {}
+    for entry in product.commands or []:
+        if isinstance(entry, str):
+            definitions[entry] = BUILT_IN.get(entry)
+        else:
+            definition = _definition_from_json(entry)
+            definitions[definition.name] = definition
+    return definitions
+
+
+_PARAM_KEYS = {"name", "type", "required", "min", "max", "choices", "default", "help"}
+_NAME_LIMIT = 64
+
+
+def _definition_from_json(entry: dict) -> CommandDefinition:
+    params = tuple(_definition_param(param) for param in entry.get("params") or ())
+    return CommandDefinition(entry["name"], params, entry.get("help", ""))
+
+
+def _param_problem(param) -> str | None:
+    if not isinstance(param, dict) or not isinstance(param.get("name"), str) or not param["name"].strip():
+        return "each parameter is an object with a name"
+    label = f"parameter {param['name']!r}"
+    if unknown := set(param) - _PARAM_KEYS:
+        return f"{label} has unknown keys: {', '.join(sorted(unknown))}"
+    if param.get("type") not in TYPE_WORDS:
+        return f"{label} needs a type: one of {', '.join(TYPE_WORDS)}"
+    for bound in ("min", "max"):
+        if param.get(bound) is not None and not _finite_number(param[bound]):
+            return f"{label}: {bound} must be a number"
+    choices = param.get("choices")
+    texts = isinstance(choices, list) and choices and all(isinstance(choice, str) for choice in choices)
+    if param["type"] == CHOICE and not texts:
+        return f"{label}: a choice needs a list of texts in choices"
+    if param.get("default") is not None and not _definition_param(param).fits(param["default"]):
+        return f"{label}: its default does not fit it"
+    return None
+
+
+def _definition_param(param) -> Param:
+    return Param(**{**param, "choices": tuple(param.get("choices") or ())})
+
+
+def product_commands_validate(commands) -> list:
+    """`commands` as a product may hold it, or ValidationError saying what is wrong."""
+    def refuse(problem):
+        example = '["reboot", {"name": "set_level", "params": [{"name": "level", "type": "int", "min": 0, "max": 10}]}]'
+        raise ValidationError(f"Commands: {problem}. For example: {example}", fields={"commands": [problem]})
+
+    if not isinstance(commands, list):
+        refuse("a list of command names or declarations")
+    names = []
+    for entry in commands:
+        if isinstance(entry, str):
+            name = entry.strip()
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            name = entry["name"].strip()
+            if unknown := set(entry) - {"name", "help", "params"}:
+                refuse(f"command {name!r} has unknown keys: {', '.join(sorted(unknown))}")
+            params = entry.get("params") or []
+            if not isinstance(params, list):
+                refuse(f"the params of {name!r} are a list")
+            for param in params:
+                if problem := _param_problem(param):
+                    refuse(f"in {name!r}, {problem}")
+            if len({p["name"] for p in params}) != len(params):
+                refuse(f"{name!r} names a parameter twice")
+        else:
+            refuse("each entry is a command name or an object with a name")
+        if not name or len(name) > _NAME_LIMIT:
+            refuse(f"a command name has 1 to {_NAME_LIMIT} characters")
+        if name in names:
+            refuse(f"{name!r} is listed twice")
+        names.append(name)
+    return [entry.strip() if isinstance(entry, str) else {**entry, "name": entry["name"].strip()} for entry in commands]
 
 
 def command_params_clean(definition: CommandDefinition, params: dict) -> dict:

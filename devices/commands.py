@@ -104,7 +104,7 @@ def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent
     `ttl` (seconds or a timedelta, default 1 hour, at most 7 days) bounds how long it waits before
     it expires. Records `command.updated` (status pending).
     """
-    accepted = list(device.product.commands or [])
+    accepted = list(command_definitions_for_product(device.product))
     if name not in accepted:
         message = f"{device.product.name} devices do not accept the command {name!r}."
         hint = f"Choose one of: {', '.join(accepted)}." if accepted else "This product accepts no commands."

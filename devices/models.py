@@ -32,7 +32,11 @@ class Product(models.Model):
         default=365, help_text="Validity of device certificates signed by this product's CA."
     )
     commands = models.JSONField(
-        default=default_commands, blank=True, help_text="Command names this product's devices accept."
+        default=default_commands,
+        blank=True,
+        help_text="What this product's devices accept: built-in command names (reboot, identify, set_interval) "
+        'or declarations such as {"name": "set_level", "params": [{"name": "level", "type": "int", "min": 0, '
+        '"max": 10, "required": true}]} (types: int, float, bool, string, choice with "choices").',
     )
     # The product's CA: generated on first use; the private key is encrypted at rest (portal.secrets).
     ca_certificate_pem = models.TextField(blank=True, editable=False)
