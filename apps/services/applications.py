@@ -246,18 +246,25 @@ def application_pause(*, application, reason, notify=False) -> bool:
     if not paused:
         return False
     logger.warning("application.paused", extra={"app_id": application.app_id, "reason": reason})
-    owner = application.owner
-    if notify and owner is not None and owner.email:
-        context = {
-            "application": application,
-            "reason": reason,
-            "url": settings.PORTAL_BASE_URL + reverse("apps:detail", args=[application.app_id]),
-            "portal_name": settings.PORTAL_NAME,
-        }
-        subject = render_to_string("apps/emails/paused_subject.txt", context).strip()
-        body = render_to_string("apps/emails/paused.txt", context)
-        transaction.on_commit(lambda: send_mail(subject, body, None, [owner.email]), robust=True)
+    if notify:
+        _owner_email(application, "paused", reason)
     return True
+
+
+def _owner_email(application, template, reason):
+    """Tells the application's owner (an OEM's managed application has none) after commit."""
+    owner = application.owner
+    if owner is None or not owner.email:
+        return
+    context = {
+        "application": application,
+        "reason": reason,
+        "url": settings.PORTAL_BASE_URL + reverse("apps:detail", args=[application.app_id]),
+        "portal_name": settings.PORTAL_NAME,
+    }
+    subject = render_to_string(f"apps/emails/{template}_subject.txt", context).strip()
+    body = render_to_string(f"apps/emails/{template}.txt", context)
+    transaction.on_commit(lambda: send_mail(subject, body, None, [owner.email]), robust=True)
 
 
 CALLBACK_GONE_ERROR = "Not sent: the callback answered 410 Gone and was turned off."
@@ -284,17 +291,7 @@ def application_callback_off(*, application, url, reason) -> bool:
         status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=CALLBACK_GONE_ERROR
     )
     logger.warning("application.callback_off", extra={"app_id": application.app_id, "reason": reason})
-    owner = application.owner
-    if owner is not None and owner.email:
-        context = {
-            "application": application,
-            "reason": reason,
-            "url": settings.PORTAL_BASE_URL + reverse("apps:detail", args=[application.app_id]),
-            "portal_name": settings.PORTAL_NAME,
-        }
-        subject = render_to_string("apps/emails/callback_off_subject.txt", context).strip()
-        body = render_to_string("apps/emails/callback_off.txt", context)
-        transaction.on_commit(lambda: send_mail(subject, body, None, [owner.email]), robust=True)
+    _owner_email(application, "callback_off", reason)
     return True
 
 

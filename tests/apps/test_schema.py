@@ -8,13 +8,9 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from apps.models import Connection
-from devices.commands import command_send
-from devices.models import DeviceEvent, DeviceEventType, Reading
 from portal.wsgi import application as wsgi_application
 
-from ..factories import ClaimCodeFactory, DeviceFactory, UserFactory
-from .api_support import auth, link, make_application
+from .api_support import api_world_make, auth
 
 pytest_plugins = ["tests.apps.api_fixtures"]
 
@@ -40,17 +36,7 @@ def _requests_keep_the_test_transaction():
 
 @pytest.fixture
 def api_world(db, owner):
-    """An application with linked devices that have readings, commands and events, and a connected user."""
-    application = make_application(owner)
-    devices = [DeviceFactory(owner=owner, values={"t": n}) for n in range(3)]
-    link(application, *devices)
-    for device in devices:
-        Reading.objects.create(device=device, recorded_at=device.created_at, values={"t": 1})
-        command_send(device=device, name="reboot", sent_by_app=application.app_id)
-        DeviceEvent.objects.create(device=device, type=DeviceEventType.ONLINE, created_at=device.created_at)
-    Connection.objects.create(application=application, user=UserFactory(email="bob@example.com"))
-    DeviceFactory(claim_code=ClaimCodeFactory(raw_code="AAAAABBBBB"))
-    return application, devices
+    return api_world_make(owner)
 
 
 # Loaded at collection through the WSGI application, as any client would fetch it (no database needed).

@@ -11,12 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.models import Connection
-from devices.commands import command_send
-from devices.models import DeviceEvent, DeviceEventType, Reading
-from tests.apps.api_support import auth, link, make_application
+from tests.apps.api_support import api_world_make, auth
 from tests.devices.protocol_support import provision_token
-from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
+from tests.factories import DeviceFactory
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -32,15 +29,7 @@ def world(transactional_db, settings, owner, client):
     # Thousands of requests in a minute: the limits are tested elsewhere and would answer 429 here.
     settings.API_THROTTLE_RATE = "100000/minute"
     settings.DEVICE_RATE_LIMIT_PER_DEVICE = settings.DEVICE_RATE_LIMIT_PER_IP = 100000
-    application = make_application(owner)
-    devices = [DeviceFactory(owner=owner, values={"t": n}) for n in range(3)]
-    link(application, *devices)
-    for device in devices:
-        Reading.objects.create(device=device, recorded_at=device.created_at, values={"t": 1})
-        command_send(device=device, name="reboot", sent_by_app=application.app_id)
-        DeviceEvent.objects.create(device=device, type=DeviceEventType.ONLINE, created_at=device.created_at)
-    Connection.objects.create(application=application, user=UserFactory(email="bob@example.com"))
-    DeviceFactory(claim_code=ClaimCodeFactory(raw_code="AAAAABBBBB"))
+    application, _ = api_world_make(owner)
     firmware = DeviceFactory(owner=owner)
     return {
         "api": auth(application)["HTTP_AUTHORIZATION"],
