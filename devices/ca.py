@@ -6,6 +6,7 @@ A device's CSR is trusted for one thing only, its public key: the certificate's 
 device's serial and its extensions are ours.
 """
 
+import hashlib
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -226,7 +227,8 @@ def product_crl_cached(*, product: Product) -> str:
     day): the URL is public and unthrottled, so a request costs one indexed query, not a signature
     over every revoked serial. A new revocation has a new newest id, so it is on the next answer."""
     newest = RevokedCertificate.objects.filter(product=product).order_by("-pk").values_list("pk", flat=True).first()
-    key = f"crl:{product.pk}:{product.ca_certificate_pem[-64:]}:{newest}"
+    ca_digest = hashlib.sha256(product.ca_certificate_pem.encode()).hexdigest()[:16]  # a new CA, a new list
+    key = f"crl:{product.pk}:{ca_digest}:{newest}"
     crl = cache.get(key)
     if crl is None:
         crl = product_crl(product=product)
