@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from devices import codes
 from devices.models import ClaimCode, Device
-from devices.services import pin_digest
+from devices.services import pin_digest, pin_validate
 from portal import ratelimit
 from portal.errors import ApplicationError, Conflict, NotFound, Throttled, ValidationError
 from portal.secrets import keyed_digest, random_token
@@ -33,8 +33,6 @@ from .ownership import HANDOVER_CLEARS, fields_set, ownership_change, ownership_
 
 logger = logging.getLogger(__name__)
 
-PIN_MIN_LENGTH = 4
-PIN_MAX_LENGTH = 32
 TRANSFER_DAYS = 7
 TRANSFER_PURPOSE = "transfer"
 # Each offer emails an address the sender chose, so offers are limited per sender and per recipient
@@ -364,9 +362,8 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
     A new PIN lifts any lock from earlier wrong guesses.
     """
     pin = (pin or "").strip()
-    if pin and not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isalnum() and pin.isascii()):
-        message = f"A PIN is {PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits."
-        raise ValidationError(message, fields={"pin": [message]})
+    if pin:
+        pin = pin_validate(pin)
     if claimable and not pin and not device.pin_digest:
         message = "Set a PIN to turn PIN claiming on."
         raise ValidationError(message, fields={"pin": [message]})
