@@ -4,8 +4,7 @@ from django import forms
 
 from devices import codes
 from devices.command_definitions import command_definitions_for_product
-
-from .services import PIN_MAX_LENGTH, PIN_MIN_LENGTH
+from devices.services import PIN_MAX_LENGTH, PIN_MIN_LENGTH, PIN_RULE
 
 
 class SerialsField(forms.MultipleChoiceField):
@@ -98,13 +97,20 @@ class TransferForm(forms.Form):
 
 
 class PinSettingsForm(forms.Form):
+    # The PIN rule is devices.services.pin_validate, applied by device_pin_set (its refusal lands on `pin`).
     pin = forms.CharField(
         label="New PIN",
         required=False,
-        min_length=PIN_MIN_LENGTH,
-        max_length=PIN_MAX_LENGTH,
-        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "class": "mono"}),
-        help_text=f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits; 6 or more are far harder to guess.",
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "class": "mono",
+                "minlength": PIN_MIN_LENGTH,
+                "maxlength": PIN_MAX_LENGTH,
+            }
+        ),
+        help_text=f"{PIN_RULE}; 6 or more are far harder to guess.",
     )
     claimable = forms.BooleanField(
         label="Anyone with the serial number and this PIN may claim the device",

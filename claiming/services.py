@@ -2,7 +2,8 @@
 
 The owner's forms, the Django admin and the integrator API all call these functions, so the rules,
 the limits on guessing and the audit trail live here and nowhere else. Every change of owner writes
-an OwnershipEvent and a DeviceEvent (`device.claimed` / `device.released`) in its transaction.
+an OwnershipEvent and a DeviceEvent (`device.claimed` / `device.released`) in its transaction;
+every route moves the device through `claiming.ownership.ownership_change`.
 """
 
 import hmac
@@ -19,27 +20,19 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.services import links
 from devices import codes
-from devices.commands import commands_void_for_device
-from devices.models import ClaimCode, Device, DeviceEvent, DeviceEventType
-from devices.outbox import events_record
-from devices.services import device_owner_forget, pin_digest
+from devices.models import ClaimCode, Device
+from devices.services import pin_digest, pin_validate
 from portal import ratelimit
 from portal.errors import ApplicationError, Conflict, NotFound, Throttled, ValidationError
 from portal.secrets import keyed_digest, random_token
 
 from . import limits
 from .models import OwnershipEvent, OwnershipEventKind, Transfer
+from .ownership import HANDOVER_CLEARS, fields_set, ownership_change, ownership_cleanup
 
 logger = logging.getLogger(__name__)
 
-# Written by every change of owner in the same conditional UPDATE that moves the device: the PIN
-# goes with the claim flag, since the previous owner (or whoever read the label) still knows it.
-HANDOVER_CLEARS = {"claimable": False, "pin_digest": "", "preclaim_email": ""}
-
-PIN_MIN_LENGTH = 4
-PIN_MAX_LENGTH = 32
 TRANSFER_DAYS = 7
 TRANSFER_PURPOSE = "transfer"
 # Each offer emails an address the sender chose, so offers are limited per sender and per recipient
@@ -129,40 +122,22 @@ def claim_code_lookup(*, user, code: str, ip) -> tuple[ClaimCode, list[Device]]:
 def _claim(*, user, candidates, via, application, ip, actor=None, kind=OwnershipEventKind.CLAIMED, detail=""):
     """Gives every still-unowned device of `candidates` to `user`; returns the ones this call won.
 
-    One conditional UPDATE (owner IS NULL) decides: when two requests race, the database lets
-    exactly one of them change each row. Stamping owned_since with this call's own timestamp tells
-    the rows this call changed apart from the ones someone else won in between. A device pre-claimed
-    for another address is left alone, as if owned.
+    The change of owner's conditional UPDATE also asks that the device is still open to `user`
+    (_open_to): a device pre-claimed for another address is left alone, as if owned.
     """
-    now = timezone.now()
-    ids = [device.pk for device in candidates]
-    Device.objects.filter(_open_to(user), pk__in=ids).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
-    won = list(
-        Device.objects.filter(pk__in=ids, owner=user, owned_since=now).select_related("product").order_by("serial")
+    won = ownership_change(
+        devices=candidates,
+        new_owner=user,
+        via=via,
+        actor=actor or user,
+        ip=ip,
+        guard=_open_to(user),
+        application=application,
+        kind=kind,
+        detail=detail or f"Claimed with {via}",
     )
-    if not won:
-        return []
-    OwnershipEvent.objects.bulk_create(
-        [
-            OwnershipEvent(
-                device=device,
-                kind=kind,
-                actor=actor or user,
-                owner=user,
-                ip=ip,
-                detail=detail or f"Claimed with {via}",
-            )
-            for device in won
-        ]
-    )
-    data = {"via": via}
-    if application is not None:
-        data["application_id"] = application.app_id
-    claimed = events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data) for device in won])
-    if application is not None:
-        for device, event in zip(won, claimed, strict=True):
-            links.device_link(device=device, application=application, actor=user, linked_at=event.created_at)
-    logger.info("claim.claimed", extra={"user_id": user.pk, "devices": len(won), "via": via})
+    if won:
+        logger.info("claim.claimed", extra={"user_id": user.pk, "devices": len(won), "via": via})
     return won
 
 
@@ -250,51 +225,22 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         raise AlreadyClaimed()
     if device.owner_id is None and not devices_open_to(user=user, devices=[device]):
         raise AlreadyClaimed()  # pre-claimed for another address: answered as if owned
-    previous_owner_id = device.owner_id
-    now = timezone.now()
     # Conditional on the state just read: a concurrent claim, pre-claim or PIN change makes this a no-op.
-    changed = Device.objects.filter(
-        pk=device.pk,
-        owner_id=previous_owner_id,
-        claimable=True,
-        pin_digest=device.pin_digest,
-        preclaim_email=device.preclaim_email,
-    ).update(owner=user, owned_since=now, **HANDOVER_CLEARS)
-    if changed != 1:
+    won = ownership_change(
+        devices=[device],
+        new_owner=user,
+        via="pin",
+        actor=user,
+        ip=ip,
+        expected_owner_id=device.owner_id,
+        guard=Q(claimable=True, pin_digest=device.pin_digest, preclaim_email=device.preclaim_email),
+        application=application,
+        detail="Claimed with PIN",
+    )
+    if not won:
         raise AlreadyClaimed()
-    if previous_owner_id is not None:
-        _handover_cleanup(device=device, actor=user, reason="new_owner")
-    device.owner, device.owned_since = user, now
-    _set_fields(device, HANDOVER_CLEARS)
-    OwnershipEvent.objects.create(
-        device=device, kind=OwnershipEventKind.CLAIMED, actor=user, owner=user, ip=ip, detail="Claimed with PIN"
-    )
-    data = {"via": "pin"}
-    if application is not None:
-        data["application_id"] = application.app_id
-    [claimed] = events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data=data)])
-    if application is not None:
-        links.device_link(device=device, application=application, actor=user, linked_at=claimed.created_at)
     logger.info("claim.claimed", extra={"user_id": user.pk, "devices": 1, "via": "pin"})
-    return device
-
-
-def _set_fields(device, fields):
-    for name, value in fields.items():
-        setattr(device, name, value)
-
-
-def _handover_cleanup(*, device, actor, reason):
-    """What a change of owner takes away from the previous one: open offers, open commands, links,
-    credentials and the device's latest values. The device.released event is recorded before the
-    links go, so it is the last thing the linked applications hear."""
-    Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
-        cancelled_at=timezone.now()
-    )
-    events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": reason})])
-    commands_void_for_device(device=device)
-    links.device_links_remove(device=device, actor=actor)
-    device_owner_forget(device=device)
+    return won[0]
 
 
 # --- release -----------------------------------------------------------------------------------
@@ -314,9 +260,9 @@ def device_release(*, device: Device, actor, ip) -> Device:
     if changed != 1:
         raise Conflict("The device's owner changed meanwhile. Reload the page.", code="owner_changed")
     device.owner, device.owned_since = None, None
-    _set_fields(device, HANDOVER_CLEARS)
+    fields_set(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
-    _handover_cleanup(device=device, actor=actor, reason="reset")
+    ownership_cleanup(device=device, actor=actor, reason="reset")
     logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
     return device
 
@@ -416,9 +362,8 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
     A new PIN lifts any lock from earlier wrong guesses.
     """
     pin = (pin or "").strip()
-    if pin and not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isalnum() and pin.isascii()):
-        message = f"A PIN is {PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits."
-        raise ValidationError(message, fields={"pin": [message]})
+    if pin:
+        pin = pin_validate(pin)
     if claimable and not pin and not device.pin_digest:
         message = "Set a PIN to turn PIN claiming on."
         raise ValidationError(message, fields={"pin": [message]})
@@ -426,7 +371,7 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
     if pin:
         update["pin_digest"] = pin_digest(pin)
     Device.objects.filter(pk=device.pk).update(**update)
-    _set_fields(device, update)
+    fields_set(device, update)
     changes = (["new PIN"] if pin else []) + ["claiming on" if claimable else "claiming off"]
     OwnershipEvent.objects.create(
         device=device,
@@ -539,29 +484,28 @@ def transfer_accept(*, token: str, user, ip) -> Device:
             code="transfer_wrong_account",
             status=HTTPStatus.FORBIDDEN,
         )
-    device = transfer.device
-    now = timezone.now()
+    stale = Conflict("This device is no longer available for transfer.", code="transfer_stale")
     # Both conditional: the offer must still be open and the device still the offerer's.
+    now = timezone.now()
     taken = Transfer.objects.filter(pk=transfer.pk, accepted_at__isnull=True, cancelled_at__isnull=True).update(
         accepted_at=now, accepted_by=user
     )
-    moved = Device.objects.filter(pk=device.pk, owner_id=transfer.from_user_id).update(
-        owner=user, owned_since=now, **HANDOVER_CLEARS
-    )
-    if taken != 1 or moved != 1:
-        raise Conflict("This device is no longer available for transfer.", code="transfer_stale")
-    _handover_cleanup(device=device, actor=transfer.from_user, reason="transfer")
-    device.owner, device.owned_since = user, now
-    _set_fields(device, HANDOVER_CLEARS)
-    OwnershipEvent.objects.create(
-        device=device,
-        kind=OwnershipEventKind.TRANSFERRED,
+    if taken != 1:
+        raise stale
+    moved = ownership_change(
+        devices=[transfer.device],
+        new_owner=user,
+        via="transfer",
         actor=user,
-        owner=user,
         ip=ip,
+        expected_owner_id=transfer.from_user_id,
+        kind=OwnershipEventKind.TRANSFERRED,
         detail="Transfer accepted",
+        at=now,
     )
-    events_record([DeviceEvent(device=device, type=DeviceEventType.CLAIMED, data={"via": "transfer"})])
+    if not moved:
+        raise stale
+    [device] = moved
     logger.info("transfer.accepted", extra={"device_id": str(device.pk), "transfer_id": transfer.pk})
     return device
 

@@ -30,7 +30,7 @@ from portal.secrets import encrypt, random_token
 from . import codes
 from .labels import claim_url
 from .models import ClaimCode, Device, Product
-from .services import factory_key_digest, pin_digest
+from .services import PIN_RULE, factory_key_digest, pin_digest, pin_validate
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,6 @@ FACTORY_KEY_MIN_LENGTH = 16
 FACTORY_KEY_MAX_LENGTH = 200
 CODE_MIN_LENGTH = 6
 CODE_MAX_LENGTH = 64
-# The same bounds the owner's PIN form applies.
-PIN_MIN_LENGTH = 4
-PIN_MAX_LENGTH = 32
 # The documented character sets (docs/operations.md, "Registering devices"): plain ASCII that no
 # spreadsheet reads as a formula and no label, URL or log line needs escaped.
 # No ":" (it ends the serial in the device's Basic credentials) and no "/" (a topic level on MQTT).
@@ -209,8 +206,11 @@ def _plan_row(plan, line, columns, values, first_line_of):
         )
 
     pin = row.get("pin", "")
-    if pin and not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isascii() and pin.isalnum()):
-        plan.add_error(line, f"a PIN is {PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits.")
+    if pin:
+        try:
+            pin_validate(pin)  # the owner's PIN settings keep the same rule
+        except ValidationError:
+            plan.add_error(line, f"a PIN is {PIN_RULE}.")
 
     word = row.get("claimable", "").lower()
     if not word:

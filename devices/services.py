@@ -14,10 +14,24 @@ logger = logging.getLogger(__name__)
 FACTORY_KEY_PURPOSE = "factory-key"
 PIN_PURPOSE = "pin"
 TOKEN_PURPOSE = "device-token"
+# What a PIN may be, wherever one is set: the owner's PIN settings and the maker's import.
+PIN_MIN_LENGTH = 4
+PIN_MAX_LENGTH = 32
+PIN_RULE = f"{PIN_MIN_LENGTH} to {PIN_MAX_LENGTH} letters and digits"
 
 
 def factory_key_digest(key: str) -> str:
     return keyed_digest(key, purpose=FACTORY_KEY_PURPOSE)
+
+
+def pin_validate(pin: str) -> str:
+    """The PIN with surrounding spaces removed, if it keeps the rule (PIN_RULE: ASCII letters and
+    digits only); else ValidationError on `pin`."""
+    pin = (pin or "").strip()
+    if not (PIN_MIN_LENGTH <= len(pin) <= PIN_MAX_LENGTH and pin.isascii() and pin.isalnum()):
+        message = f"A PIN is {PIN_RULE}."
+        raise ValidationError(message, fields={"pin": [message]})
+    return pin
 
 
 def pin_digest(pin: str) -> str:

@@ -2,6 +2,7 @@ from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
 
 from apps.api.serializers import DeviceOutput
+from devices.services import PIN_MAX_LENGTH
 
 
 class ClaimCreateInput(serializers.Serializer):
@@ -18,7 +19,9 @@ class ClaimCreateInput(serializers.Serializer):
         help_text="With `code`: claim only these of the devices the code covers (default: all of them).",
     )
     serial = serializers.CharField(required=False, max_length=64, help_text="With `pin`: the device's serial number.")
-    pin = serializers.CharField(required=False, max_length=32, help_text="With `serial`: the device's claiming PIN.")
+    pin = serializers.CharField(
+        required=False, max_length=PIN_MAX_LENGTH, help_text="With `serial`: the device's claiming PIN."
+    )
 
     def validate(self, attrs):
         by_code = "code" in attrs
