@@ -9,7 +9,7 @@ the device online again and records `device.online` (devices.protocol).
 import functools
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -79,7 +79,7 @@ def _devices_mark_offline(now) -> list[tuple]:
     Batches bound the statement, its locks and the events written at once when a whole fleet goes
     quiet together (a network outage); a normal sweep is a single batch.
     """
-    mark = _mark_postgresql if connection.vendor == "postgresql" else _mark_sqlite
+    mark = mark_path()
     marked = []
     while True:
         # savepoint=False: no SAVEPOINT round trips when called inside a transaction (tests, admin).
@@ -88,6 +88,13 @@ def _devices_mark_offline(now) -> list[tuple]:
         marked.extend(rows)
         if looked_at < SWEEP_BATCH:
             return marked
+
+
+def mark_path():
+    """The sweep's marking step for this database: the one statement on PostgreSQL, the portable
+    ORM path elsewhere. Both take (now, limit) and return ((device id, owner id, last seen) of the
+    devices that went offline, how many devices were looked at); a test runs both on PostgreSQL."""
+    return _mark_postgresql if connection.vendor == "postgresql" else _mark_sqlite
 
 
 @functools.cache
@@ -102,7 +109,9 @@ def _sweep_sql() -> str:
     # expressions see that version; SKIP LOCKED passes over a device checking in right now.
     # `= ANY(ARRAY(…))` makes the update itself primary-key lookups; a join with the subquery
     # lets the planner hash-join against a scan of the whole table.
-    # Each device that went offline gets its device.offline event in the same statement.
+    # Each device that went offline gets its device.offline event in the same statement, its
+    # last_seen_at written as Python's isoformat() writes it (the portable path's, and every other
+    # event's): six fraction digits or none, where PostgreSQL's JSON would drop trailing zeros.
     # Only quoted table names and constants are interpolated; the values are parameters.
     return f"""
 WITH looked_at AS (
@@ -123,7 +132,11 @@ WITH looked_at AS (
 ), events AS (
     INSERT INTO {event} (id, device_id, type, data, device_name, created_at)
     SELECT gen_random_uuid(), id, 'device.offline',
-           jsonb_build_object('last_seen_at', last_seen_at, 'previous_status', 'online'), name, %(now)s
+           jsonb_build_object(
+               'last_seen_at', to_char(last_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+                               || CASE to_char(last_seen_at, 'US') WHEN '000000' THEN ''
+                                  ELSE to_char(last_seen_at, '.US') END || '+00:00',
+               'previous_status', 'online'), name, %(now)s
       FROM looked_at WHERE went_offline
 )
 SELECT id, owner_id, last_seen_at, went_offline FROM looked_at
@@ -144,9 +157,11 @@ def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
     # The embedded default, for small fleets: the stale devices by last_seen_at directly, without
     # the index PostgreSQL's sweep reads. SQLite serialises writers (the transaction began
     # IMMEDIATE), so reading the stale rows and then updating them by primary key cannot race a
-    # check-in. Durations are microseconds there, hence the factor.
+    # check-in. Durations are microseconds there, hence the factor; on PostgreSQL (where a test
+    # compares this path with the statement) they are intervals.
+    second = Value(timedelta(seconds=1)) if connection.features.has_native_duration_field else 1_000_000
     threshold = ExpressionWrapper(
-        Value(now) - ExpressionWrapper(F("product__offline_after") * 1_000_000, output_field=DurationField()),
+        Value(now) - ExpressionWrapper(F("product__offline_after") * second, output_field=DurationField()),
         output_field=DateTimeField(),
     )
     rows = list(

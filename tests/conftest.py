@@ -1,7 +1,9 @@
 """Shared fixtures: personas (owner, other_owner, staff) and the rule for outside services.
 
 Tests that need PostgreSQL, Redis or a Celery worker skip on a bare laptop but FAIL under CI
-(CI=true), where .ci/run guarantees the services are there.
+(CI=true), where .ci/run guarantees the services are there. They are marked `services` (those
+using a fixture below that asks for one are marked here), so CI's second run, on SQLite with
+`-m "not services"`, deselects them instead of failing them.
 """
 
 import os
@@ -13,6 +15,16 @@ from django.db import connection
 from .factories import DeviceFactory, UserFactory
 
 IN_CI = os.getenv("CI", "").lower() in ("1", "true", "yes")
+# Fixtures that need an outside service: a test using one, even through another fixture, is a
+# `services` test.
+SERVICE_FIXTURES = {"requires_postgres", "redis_url"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 def service_missing(reason):

@@ -366,6 +366,13 @@ def _checkin_portable(*, digest, values, ip, now):
     return device_id, old_status, used_at is None, interval, commands
 
 
+def checkin_path():
+    """The check-in implementation for this database: the one statement on PostgreSQL, the
+    portable ORM path elsewhere. Both take (digest, values, ip, now) and return (device id, old
+    status, first use, check-in interval, open commands); a test runs both on PostgreSQL."""
+    return _checkin_postgresql if connection.vendor == "postgresql" else _checkin_portable
+
+
 def device_checkin(*, token: str, values, ip: str | None) -> dict:
     """A device reports its values: status online, last seen now, a Reading stored, `device.data`
     recorded (and `device.online` when it was not online), the token marked used; answers the
@@ -376,7 +383,7 @@ def device_checkin(*, token: str, values, ip: str | None) -> dict:
     values_validate(values)
     now = timezone.now()
     digest = token_digest(token)
-    checkin = _checkin_postgresql if connection.vendor == "postgresql" else _checkin_portable
+    checkin = checkin_path()
     device_id, old_status, first_use, interval, commands = checkin(digest=digest, values=values, ip=ip, now=now)
     if first_use:
         logger.info("device.provisioned", extra={"device_id": str(device_id)})

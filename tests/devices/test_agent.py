@@ -351,3 +351,10 @@ def test_rundemo_starts_agents_and_ctrl_c_stops_everything(tmp_path):
     assert '/device/v1/checkin HTTP/1.1\\" 200' not in output
     assert '/device/v1/provision HTTP/1.1\\" 200' not in output
     assert re.search(r'/device/v1/provision HTTP/1.1\\" 4\d\d', output)
+
+
+def test_a_factory_key_beginning_with_a_dash_is_passed_as_one_argument():
+    # token_urlsafe keys begin with "-" one time in 64; rundemo passes --key=KEY for that reason
+    # (as two arguments, argparse took the key for an option and the agent exited).
+    args = agent_module.parse_args(["--url=http://127.0.0.1:8000", "--serial=DEMO-0001", "--key=-Kx9"])
+    assert args.key == "-Kx9"

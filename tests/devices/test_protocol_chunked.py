@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def gunicorn(transactional_db):
+    """A gunicorn on the test database: PostgreSQL only (tests using it are marked `services`)."""
     if connection.vendor != "postgresql":
         service_missing("needs PostgreSQL: gunicorn must share the test database (set DATABASE_URL=postgres://...)")
     db = connection.settings_dict
@@ -80,6 +81,7 @@ def _bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.services
 def test_a_chunked_checkin_is_read_and_recorded(gunicorn, client, owner):
     device = DeviceFactory(owner=owner)
     token = provision_token(client, device)
@@ -92,6 +94,7 @@ def test_a_chunked_checkin_is_read_and_recorded(gunicorn, client, owner):
     assert device.values == {"temperature": 21.5}
 
 
+@pytest.mark.services
 def test_a_chunked_body_over_the_cap_is_413(gunicorn, client, owner):
     device = DeviceFactory(owner=owner)
     token = provision_token(client, device)
@@ -102,6 +105,7 @@ def test_a_chunked_body_over_the_cap_is_413(gunicorn, client, owner):
     assert Device.objects.get(pk=device.pk).status == DeviceStatus.NEVER_SEEN
 
 
+@pytest.mark.services
 def test_a_chunked_provision_poll_carries_its_body(gunicorn, owner):
     device = DeviceFactory(owner=owner)
     auth = basic(device.serial, device.raw_factory_key)["HTTP_AUTHORIZATION"]

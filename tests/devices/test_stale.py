@@ -9,7 +9,8 @@ from django.db import connection
 from django.urls import reverse
 
 from devices import stale
-from devices.models import Device, DeviceEvent, DeviceEventType, DeviceStatus
+from devices.models import LOOK_AT_ONCE, Device, DeviceEvent, DeviceEventType, DeviceStatus
+from devices.protocol.services import stale_check_next
 from devices.stale import devices_mark_stale
 from devices.tasks import mark_stale_devices
 from tests.factories import DeviceFactory, ProductFactory
@@ -224,3 +225,40 @@ def test_the_beat_task_runs_the_sweep(clock, slow_product):
     online(slow_product, 700)
 
     assert mark_stale_devices() == 1
+
+
+# stale_check_next: when the sweep looks at a device that checks in now (the portable check-in
+# calls it; the PostgreSQL statement computes the same, compared in test_paths_agree).
+HALF = timedelta(seconds=300)  # of slow_product's 600
+
+
+@pytest.mark.parametrize(
+    ("old_status", "stale_check_at", "expected"),
+    [
+        # Online, at least half the threshold left: kept, so the check-in touches no index.
+        (DeviceStatus.ONLINE, START + timedelta(seconds=600), START + timedelta(seconds=600)),
+        (DeviceStatus.ONLINE, START + HALF + timedelta(microseconds=1), START + HALF + timedelta(microseconds=1)),
+        (DeviceStatus.ONLINE, START + HALF, START + HALF),  # exactly half: still kept
+        # Less than half left: a full threshold from now.
+        (DeviceStatus.ONLINE, START + HALF - timedelta(microseconds=1), START + timedelta(seconds=600)),
+        (DeviceStatus.ONLINE, START, START + timedelta(seconds=600)),
+        (DeviceStatus.ONLINE, LOOK_AT_ONCE, START + timedelta(seconds=600)),
+        # Not online (never seen, offline): always a full threshold from now, whatever was stored.
+        (DeviceStatus.NEVER_SEEN, LOOK_AT_ONCE, START + timedelta(seconds=600)),
+        (DeviceStatus.NEVER_SEEN, START + timedelta(days=1), START + timedelta(seconds=600)),
+        (DeviceStatus.OFFLINE, START + timedelta(seconds=599), START + timedelta(seconds=600)),
+        (DeviceStatus.OFFLINE, START - timedelta(hours=1), START + timedelta(seconds=600)),
+    ],
+)
+def test_stale_check_next(old_status, stale_check_at, expected):
+    next_look = stale_check_next(old_status=old_status, stale_check_at=stale_check_at, now=START, offline_after=600)
+    assert next_look == expected
+
+
+def test_stale_check_next_halves_an_odd_threshold_exactly():
+    kept = START + timedelta(seconds=30.5)
+    assert stale_check_next(old_status=DeviceStatus.ONLINE, stale_check_at=kept, now=START, offline_after=61) == kept
+    moved = stale_check_next(
+        old_status=DeviceStatus.ONLINE, stale_check_at=kept - timedelta(microseconds=1), now=START, offline_after=61
+    )
+    assert moved == START + timedelta(seconds=61)

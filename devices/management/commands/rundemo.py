@@ -86,10 +86,10 @@ class Command(BaseCommand):
                         "devices.agent",
                         "--url",
                         url,
-                        "--serial",
-                        device["serial"],
-                        "--key",
-                        device["factory_key"],
+                        # One argument each: a key may begin with "-" (token_urlsafe), which
+                        # argparse would take for an option if it came on its own.
+                        f"--serial={device['serial']}",
+                        f"--key={device['factory_key']}",
                         "--state",
                         str(agents_dir / f"{device['serial']}.json"),
                         "--interval",
