@@ -26,7 +26,7 @@ def device_list_for_owner(user):
 
 
 def device_get_for_owner(user, pk) -> Device:
-    """The device with `pk` if `user` may see it; Http404 otherwise, whether it exists or not."""
+    """The device with `pk` if `user` may see it; Http404 otherwise (`access.device_for` with SEE)."""
     return access.device_for(user, pk, access.SEE)
 
 
