@@ -11,8 +11,8 @@ from django.db.models import Count, DateTimeField, Exists, Max, OuterRef, Q, Val
 from django.http import Http404
 from django.utils import timezone
 
+from devices import access
 from devices.models import DeviceEvent
-from devices.selectors import device_list_for_owner
 from portal.errors import NotFound
 from portal.text import storable
 
@@ -47,12 +47,13 @@ def application_get_for_owner(user, app_id) -> Application:
 def application_get_owned(user, app_id) -> Application:
     """The application `app_id` if `user` owns it (may change its settings and read its log)."""
     application = application_get_for_owner(user, app_id)
-    if application.owner_id != user.pk:
+    if not application_can_manage(user, application):
         raise ApplicationNotFound()
     return application
 
 
 def application_can_manage(user, application) -> bool:
+    """Whether `user` may change `application`'s settings and read its log: they own it."""
     return application.owner_id is not None and application.owner_id == getattr(user, "pk", None)
 
 
@@ -134,7 +135,7 @@ def application_lists_for_owner(user) -> dict:
     """The /apps/ page: the user's own applications, the managed ones, and the connected ones."""
     own, managed, connected = [], [], []
     for application in application_list_for_owner(user).annotate(
-        my_devices=Count("links", filter=Q(links__device__owner=user))
+        my_devices=Count("links", filter=Q(links__device__in=access.devices_visible_to(user, access.MANAGE)))
     ):
         if application.owner_id == user.pk:
             own.append(application)
@@ -148,7 +149,7 @@ def application_lists_for_owner(user) -> dict:
 def app_links_for_owner(user, application):
     """The links between `user`'s devices and `application`."""
     return (
-        AppLink.objects.filter(application=application, device__in=device_list_for_owner(user))
+        AppLink.objects.filter(application=application, device__in=access.devices_visible_to(user, access.MANAGE))
         .select_related("device", "device__product")
         .order_by("device__name", "device__serial")
     )
@@ -157,7 +158,7 @@ def app_links_for_owner(user, application):
 def devices_linkable_for_owner(user, application):
     """The user's devices not yet linked to `application`."""
     return (
-        device_list_for_owner(user)
+        access.devices_visible_to(user, access.MANAGE)
         .exclude(app_links__application=application)
         .select_related("product")
         .order_by("name", "serial")
@@ -218,4 +219,5 @@ def application_connected(user, application) -> bool:
 
 def app_link_count_for_others(user, application) -> int:
     """How many devices of other owners are linked to `user`'s application (through connect links)."""
-    return AppLink.objects.filter(application=application).exclude(device__owner=user).count()
+    others = AppLink.objects.filter(application=application)
+    return others.exclude(device__in=access.devices_visible_to(user, access.MANAGE)).count()

@@ -12,7 +12,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from devices.selectors import device_get_for_owner
+from devices import access
 from portal.errors import ApplicationError, ValidationError
 from portal.secrets import decrypt, encrypt
 
@@ -236,7 +236,7 @@ def connection_remove(request, app_id):
 
 def _device_from_post(request):
     try:
-        return device_get_for_owner(request.user, request.POST.get("device", ""))
+        return access.device_for(request.user, request.POST.get("device", ""), access.MANAGE)
     except (Http404, DjangoValidationError, ValueError):
         return None
 

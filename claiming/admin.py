@@ -13,6 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from devices.access import may_see_owners
 from devices.admin import DeviceAdmin, RefusedLookupIsBadRequest, owner_lookup_allowed
 from devices.models import Device
 from portal.errors import ApplicationError
@@ -21,7 +22,6 @@ from portal.http import client_ip
 from . import services
 from .models import OwnershipEvent
 
-OWNER_PERMISSION = "devices.view_device_owner"
 _EMAIL_ADDRESS = re.compile(r"[^\s@]+@[^\s@]+")
 
 
@@ -129,7 +129,7 @@ class OwnershipEventAdmin(RefusedLookupIsBadRequest, admin.ModelAdmin):
     show_full_result_count = False
 
     def get_list_display(self, request):
-        if request.user.has_perm(OWNER_PERMISSION):
+        if may_see_owners(request.user):
             return [*self.list_display, "actor", "owner", "ip"]
         return [column if column != "detail" else "detail_without_addresses" for column in self.list_display]
 
@@ -144,12 +144,12 @@ class OwnershipEventAdmin(RefusedLookupIsBadRequest, admin.ModelAdmin):
         return _EMAIL_ADDRESS.sub("(an address)", event.detail)
 
     def get_list_select_related(self, request):
-        if request.user.has_perm(OWNER_PERMISSION):
+        if may_see_owners(request.user):
             return ["device", "actor", "owner"]
         return self.list_select_related
 
     def get_fields(self, request, obj=None):
-        if request.user.has_perm(OWNER_PERMISSION):
+        if may_see_owners(request.user):
             return ["device", "kind", "detail", "created_at", "actor", "owner", "ip"]
         return ["device", "kind", "detail_without_addresses", "created_at"]
 

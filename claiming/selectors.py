@@ -1,9 +1,10 @@
 """Reads for the owner's pages of claiming: ownership history, transfer offers, linked applications.
 
-Every function takes a device the caller already got from `devices.selectors.device_get_for_owner`.
+Every function takes a device the caller already got from `devices.access.device_for`.
 """
 
 from apps.models import AppLink
+from devices import access
 from devices.models import Command
 
 from .models import OwnershipEvent, OwnershipEventKind, Transfer
@@ -48,7 +49,7 @@ def app_link_list_for_device(device):
 
 def command_list_for_device(device, *, limit=COMMAND_LIMIT):
     """The commands sent since the device's owner got it: an earlier owner's are not theirs to read."""
-    commands = Command.objects.filter(device=device)
-    if device.owned_since:
-        commands = commands.filter(created_at__gte=device.owned_since)
+    commands = access.history_since(
+        Command.objects.filter(device=device), "created_at", access.history_start_for_user(device)
+    )
     return list(commands.order_by("-created_at")[:limit])

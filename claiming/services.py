@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from devices import codes
+from devices import access, codes
 from devices.models import ClaimCode, Device
 from devices.services import pin_digest, pin_validate
 from portal import ratelimit
@@ -164,7 +164,7 @@ def device_claim_by_code(*, user, code: str, serials=None, application=None, ip)
     if not devices:
         # A code that covers nothing (its devices were deleted) is no better than a wrong one.
         raise ClaimError()
-    if all(device.owner_id == user.pk for device in devices):
+    if all(access.may(user, device, access.MANAGE) for device in devices):
         raise Conflict("You already own the devices this code covers.", code="already_yours")
     won = _claim(
         user=user, candidates=devices_open_to(user=user, devices=devices), via="code", application=application, ip=ip
@@ -219,7 +219,7 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
         limits.pin_wrong(serial, serial_guess)
         raise ClaimError()
     ratelimit.forgive(*guess)
-    if device.owner_id == user.pk:
+    if access.may(user, device, access.MANAGE):
         raise Conflict("You already own this device.", code="already_yours")
     if not device.claimable:
         raise AlreadyClaimed()
@@ -272,7 +272,7 @@ def devices_release_of_deleted_account(*, user) -> int:
     """Deleting an account is a change of owner for each of its devices: each is reset as its
     owner's own reset would, before the foreign key would only blank the owner and leave the
     links, credentials, PIN and name of that ownership in place. Returns how many were reset."""
-    devices = list(Device.objects.filter(owner=user).select_related("product"))
+    devices = list(access.devices_visible_to(user, access.MANAGE).select_related("product"))
     for device in devices:
         device_release(device=device, actor=None, ip=None)
     return len(devices)
@@ -422,7 +422,7 @@ def transfer_offer(*, device: Device, to_email: str, actor, ip) -> tuple[Transfe
     to_email = (to_email or "").strip().lower()
     if "@" not in to_email:
         raise ValidationError("Enter a valid email address.", fields={"to_email": ["Enter a valid email address."]})
-    if device.owner_id != actor.pk:
+    if not access.may(actor, device, access.MANAGE):
         raise NotFound()
     if EmailAddress.objects.filter(user=actor, email__iexact=to_email).exists():
         message = "That is your own address. Enter the address of the person who should own the device."

@@ -1,7 +1,7 @@
 """The owner's claim form, the QR short link, and the device page with its ownership actions.
 
 The device page shows data from devices, apps and claiming, so this, the highest app, serves it.
-Every device view starts from `devices.selectors.device_get_for_owner` (404 for anyone else).
+Every device view starts from `devices.access.device_for` with the capability it needs (404 for anyone else).
 """
 
 from http import HTTPStatus
@@ -16,9 +16,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.selectors import application_get_for_owner, application_list_for_owner
 from apps.services.links import device_link
-from devices import codes
+from devices import access, codes
 from devices.commands import command_send
-from devices.selectors import device_get_for_owner, reading_list_for_device
+from devices.selectors import reading_list_for_device
 from portal.errors import ApplicationError, Throttled
 from portal.http import client_ip
 
@@ -69,7 +69,7 @@ def _code_step(request, *, code, applications, application=None):
     _claim_code, devices = services.claim_code_lookup(user=request.user, code=code, ip=client_ip(request))
     unowned = services.devices_open_to(user=request.user, devices=devices)
     if not unowned:
-        if devices and all(device.owner_id == request.user.pk for device in devices):
+        if devices and all(access.may(request.user, device, access.MANAGE) for device in devices):
             return form, "You already own the devices this code covers."
         return form, services.ALREADY_CLAIMED_MESSAGE
     form.set_devices(unowned)
@@ -191,14 +191,14 @@ def _device_context(request, device, **extra):
 @login_required
 @require_GET
 def device_detail(request, pk):
-    device = device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.SEE)
     return render(request, "claiming/device_detail.html", _device_context(request, device))
 
 
 @login_required
 @require_POST
 def device_command_send(request, pk):
-    device = device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.OPERATE)
     form = CommandForm(request.POST, device=device)
     if form.is_valid():
         try:
@@ -220,8 +220,8 @@ def device_command_send(request, pk):
 @login_required
 @require_POST
 def device_app_link(request, pk):
-    """"Add to app" on the device page: one select, so the application is a field, not a URL."""
-    device = device_get_for_owner(request.user, pk)
+    """ "Add to app" on the device page: one select, so the application is a field, not a URL."""
+    device = access.device_for(request.user, pk, access.MANAGE)
     back = reverse("claiming:device", args=[device.pk]) + "#apps"
     try:
         application = application_get_for_owner(request.user, request.POST.get("application", ""))
@@ -236,7 +236,7 @@ def device_app_link(request, pk):
 @login_required
 @require_POST
 def device_pin(request, pk):
-    device = device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.MANAGE)
     form = PinSettingsForm(request.POST, has_pin=bool(device.pin_digest))
     if form.is_valid():
         try:
@@ -265,7 +265,7 @@ def device_pin(request, pk):
 @require_http_methods(["GET", "POST"])
 def device_reset(request, pk):
     """Reset ownership (seed 000), after a confirmation page."""
-    device = device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.MANAGE)
     if request.method == "POST":
         try:
             services.device_release(device=device, actor=request.user, ip=client_ip(request))
@@ -281,7 +281,7 @@ def device_reset(request, pk):
 @login_required
 @require_http_methods(["GET", "POST"])
 def device_transfer(request, pk):
-    device = device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.MANAGE)
     form = TransferForm(request.POST or None)
     status, retry_after = HTTPStatus.OK, None
     if request.method == "POST":
@@ -313,7 +313,7 @@ def device_transfer(request, pk):
 @login_required
 @require_POST
 def transfer_cancel(request, pk):
-    device = device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.MANAGE)
     transfer = selectors.transfer_open_for_device(device)
     if transfer is None:
         messages.info(request, "There is no open transfer for this device.")

@@ -27,18 +27,19 @@ from django.utils.log import log_response
 from portal.errors import ValidationError
 
 from . import admin_views, codes
+from .access import may_see_owners
 from .command_definitions import product_commands_validate
 from .labels import claim_code_text
 from .models import ClaimCode, Device, Product
 from .services import stale_checks_reschedule
 
-OWNER_PERMISSION = "devices.view_device_owner"
 # Django's own logger for a refused lookup, so that a security log filter still sees it.
 refused_lookup_logger = logging.getLogger("django.security.DisallowedModelAdminLookup")
 
 
 def can_see_owner(request) -> bool:
-    return request.user.has_perm(OWNER_PERMISSION)
+    """Whether the admin may see owners (`devices.access.may_see_owners`)."""
+    return may_see_owners(request.user)
 
 
 def owner_lookup_allowed(request, lookup: str, owner_fields) -> bool:
@@ -383,4 +384,3 @@ class ClaimCodeAdmin(admin.ModelAdmin):
     def devices(self, claim_code):
         url = reverse("admin:devices_device_changelist") + f"?claim_code__id__exact={claim_code.pk}"
         return format_html('<a href="{}">{} device(s)</a>', url, claim_code.device_count)
-

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from portal.errors import ApplicationError
 
-from . import notifications, selectors
+from . import access, notifications
 
 
 class NotificationChoiceForm(forms.Form):
@@ -46,7 +46,7 @@ def notification_settings(request):
         find_form = DeviceFindForm(request.POST)
         if find_form.is_valid():
             device = (
-                selectors.device_list_for_owner(request.user)
+                access.devices_visible_to(request.user, access.SEE)
                 .filter(serial__iexact=find_form.cleaned_data["serial"])
                 .first()
             )
@@ -62,7 +62,7 @@ def notification_settings(request):
             return redirect("devices:notifications")
         status = HTTPStatus.BAD_REQUEST
     overrides = notifications.notification_preference_list_for_owner(
-        request.user, selectors.device_list_for_owner(request.user)
+        request.user, access.devices_visible_to(request.user, access.SEE)
     )
     context = {"form": form, "find_form": find_form, "overrides": overrides}
     return render(request, "devices/notifications.html", context, status=status)
@@ -72,7 +72,7 @@ def notification_settings(request):
 @require_http_methods(["GET", "POST"])
 def notification_device(request, pk):
     """One device: follow the owner's choice for all devices, or a choice of its own."""
-    device = selectors.device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.SEE)
     own = notifications.notification_preference_get(user=request.user, device=device)
     default = notifications.notification_preference_get(user=request.user)
     choice = own if own.pk else default

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from portal.errors import ValidationError
 
+from . import access
 from .models import Device, DeviceStatus, NotificationPreference, NotificationState
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def notification_preference_get(*, user, device=None) -> NotificationPreference:
 
 def notification_preference_list_for_owner(user, devices) -> list[NotificationPreference]:
     """The owner's per-device choices for the devices they may see (`devices`: a queryset from
-    devices.selectors.device_list_for_owner), by device serial."""
+    devices.access.devices_visible_to), by device serial."""
     return list(
         NotificationPreference.objects.filter(user=user, device__in=devices)
         .select_related("device")
@@ -202,7 +203,7 @@ def _plan(device_ids, now, digests, quiet_states, orphaned):
         .only("id", "serial", "name", "owner_id", "status", "last_seen_at", "product__name")
     )
     states = {state.device_id: state for state in NotificationState.objects.filter(device_id__in=device_ids)}
-    owner_ids = {device.owner_id for device in devices if device.owner_id}
+    owner_ids = {access.recipient_id(device) for device in devices} - {None}
     choices = {
         (pref.user_id, pref.device_id): (pref.offline, pref.online)
         for pref in NotificationPreference.objects.filter(user_id__in=owner_ids).filter(
@@ -211,22 +212,23 @@ def _plan(device_ids, now, digests, quiet_states, orphaned):
     }
     for device in devices:
         saved = states.get(device.pk)
-        if device.owner_id is None:
+        recipient = access.recipient_id(device)
+        if recipient is None:
             if saved is not None:
                 orphaned.append(device.pk)
             continue
-        if saved is not None and saved.user_id == device.owner_id:
+        if saved is not None and saved.user_id == recipient:
             known, notified_at, pending = saved.status, saved.notified_at, saved.pending
         else:
             # A new owner starts from "online" and no email: they never heard about this device.
             known, notified_at, pending = DeviceStatus.ONLINE, None, False
         current = device.status
         if current == known or current == DeviceStatus.NEVER_SEEN:
-            if saved is not None and (saved.pending or saved.user_id != device.owner_id):
+            if saved is not None and (saved.pending or saved.user_id != recipient):
                 quiet_states.append(_state(device, known, notified_at, pending=False))
             continue
         wants_offline, wants_online = choices.get(
-            (device.owner_id, device.pk), choices.get((device.owner_id, None), (DEFAULT_OFFLINE, DEFAULT_ONLINE))
+            (recipient, device.pk), choices.get((recipient, None), (DEFAULT_OFFLINE, DEFAULT_ONLINE))
         )
         wanted = wants_offline if current == DeviceStatus.OFFLINE else wants_online
         if not wanted:
@@ -235,7 +237,7 @@ def _plan(device_ids, now, digests, quiet_states, orphaned):
             if not pending:
                 quiet_states.append(_state(device, known, notified_at, pending=True))
         else:
-            digest = digests.setdefault(device.owner_id, _Digest())
+            digest = digests.setdefault(recipient, _Digest())
             (digest.offline if current == DeviceStatus.OFFLINE else digest.online).append(device)
             digest.states.append(_state(device, current, now, pending=False))
             digest.fallback.append(_state(device, known, notified_at, pending=True))
@@ -243,7 +245,11 @@ def _plan(device_ids, now, digests, quiet_states, orphaned):
 
 def _state(device, status, notified_at, *, pending) -> NotificationState:
     return NotificationState(
-        device_id=device.pk, user_id=device.owner_id, status=status, notified_at=notified_at, pending=pending
+        device_id=device.pk,
+        user_id=access.recipient_id(device),
+        status=status,
+        notified_at=notified_at,
+        pending=pending,
     )
 
 

@@ -1,12 +1,11 @@
-"""Reads of devices, always scoped to who is asking.
+"""Page queries on devices (sorting, paging, counts, charts), always scoped to who is asking.
 
-`device_list_for_owner` is the one place that decides which devices a person may see: every owner
-page starts from it, so sharing (viewers, operators) will change this function and nothing else.
+Who may see which device is decided in `devices.access`; every function here starts from it.
 """
 
 from django.db.models import Count, F
-from django.shortcuts import get_object_or_404
 
+from . import access
 from .models import Device, DeviceStatus, Reading
 
 DEVICE_SORTS = {
@@ -22,15 +21,13 @@ DEVICE_SORTS = {
 
 
 def device_list_for_owner(user):
-    """Every device `user` may see (today: the ones they own)."""
-    if not getattr(user, "is_authenticated", False):
-        return Device.objects.none()
-    return Device.objects.filter(owner=user)
+    """Every device `user` may see (`access.devices_visible_to`)."""
+    return access.devices_visible_to(user, access.SEE)
 
 
 def device_get_for_owner(user, pk) -> Device:
-    """The device with `pk` if `user` may see it; Http404 otherwise, whether it exists or not."""
-    return get_object_or_404(device_list_for_owner(user).select_related("product"), pk=pk)
+    """The device with `pk` if `user` may see it; Http404 otherwise (`access.device_for` with SEE)."""
+    return access.device_for(user, pk, access.SEE)
 
 
 def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=50):
@@ -67,9 +64,9 @@ def device_status_counts_for_owner(user) -> dict[str, int]:
 def reading_list_for_device(device: Device, *, limit=200) -> list[Reading]:
     """The device's most recent readings since its owner got it, oldest first (for charts); served
     by reading_device_time. What it reported to an earlier owner is theirs, not the new owner's."""
-    readings = Reading.objects.filter(device=device)
-    if device.owned_since:
-        readings = readings.filter(recorded_at__gte=device.owned_since)
+    readings = access.history_since(
+        Reading.objects.filter(device=device), "recorded_at", access.history_start_for_user(device)
+    )
     readings = list(readings.order_by("-recorded_at")[:limit])
     readings.reverse()
     return readings

@@ -1,4 +1,4 @@
-"""The owner's device list. Every view starts from `selectors.device_list_for_owner`."""
+"""The owner's device list. Every view starts from `devices.access` (through `selectors` for pages)."""
 
 from http import HTTPStatus
 from urllib.parse import urlencode
@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from portal.errors import ApplicationError
 
-from . import selectors, services
+from . import access, selectors, services
 from .forms import DeviceRenameForm
 from .models import DeviceStatus
 
@@ -84,7 +84,7 @@ def device_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def device_rename(request, pk):
-    device = selectors.device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.MANAGE)
     form = DeviceRenameForm(request.POST or None, initial={"name": device.name})
     back = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
@@ -107,7 +107,7 @@ def device_rename(request, pk):
 @require_http_methods(["GET", "POST"])
 def device_credentials_revoke(request, pk):
     """The owner voids the device's token and certificate; the device provisions again."""
-    device = selectors.device_get_for_owner(request.user, pk)
+    device = access.device_for(request.user, pk, access.MANAGE)
     if request.method == "POST":
         services.device_credentials_revoke(device=device, actor=request.user)
         messages.success(request, "Credentials revoked. The device gets new ones at its next provisioning poll.")

@@ -7,11 +7,11 @@ device the application may not see is a 404 everywhere, whether it exists or not
 
 from datetime import timedelta
 
-from django.db.models import Subquery
 from django.utils import timezone
 
-from apps.models import Application, AppLink
+from apps.models import Application
 from apps.selectors import events_heard_by
+from devices import access
 from devices.models import Command, Device, Reading
 from portal.errors import NotFound
 
@@ -23,7 +23,7 @@ COMMAND_NOT_FOUND = "No command with this id was sent by your application to thi
 
 def device_list_for_application(application: Application):
     """Every device `application` may see: linked to it, and owned (a released device is nobody's)."""
-    return Device.objects.filter(app_links__application=application, owner__isnull=False)
+    return access.devices_owned().filter(app_links__application=application)
 
 
 def device_get_for_application(application: Application, pk) -> Device:
@@ -47,8 +47,8 @@ def device_filter(queryset, *, status=None, product=None, seen_since=None):
 def reading_list_for_device(application: Application, device: Device, *, since=None, until=None):
     """The device's readings in [since, until) recorded since it was linked to `application`; served
     by the reading_device_time index. As with events, the link bounds what the application reads."""
-    linked_at = AppLink.objects.filter(application=application, device=device).values("created_at")[:1]
-    readings = Reading.objects.filter(device=device, recorded_at__gte=Subquery(linked_at))
+    start = access.history_start_for_application(application, device)
+    readings = access.history_since(Reading.objects.filter(device=device), "recorded_at", start)
     if since:
         readings = readings.filter(recorded_at__gte=since)
     if until:

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from devices import access
 from devices.models import DeviceEvent, DeviceEventType
 from devices.outbox import event_record, events_record
 from portal.errors import NotFound
@@ -24,8 +25,9 @@ CONNECT_LINK_PURPOSE = "connect-link"
 CONNECT_LINK_TTL = timedelta(hours=1)
 
 
-def _device_owned_by(device, actor):
-    if actor is None or device.owner_id is None or device.owner_id != actor.pk:
+def _device_managed_by(device, actor):
+    """Only who may manage the device (`devices.access`) links or unlinks it; NotFound otherwise."""
+    if not access.may(actor, device, access.MANAGE):
         raise NotFound("No such device.")
 
 
@@ -42,7 +44,7 @@ def device_link(*, device, application, actor, linked_at=None) -> AppLink:
     changes nothing. Records `device.linked`. `linked_at` dates a link made within a claim from
     that claim's device.claimed, which the application then hears.
     """
-    _device_owned_by(device, actor)
+    _device_managed_by(device, actor)
     _visible_to(application, actor)
     link, created = AppLink.objects.get_or_create(
         device=device, application=application, defaults={"created_at": linked_at or timezone.now()}
@@ -56,7 +58,7 @@ def device_link(*, device, application, actor, linked_at=None) -> AppLink:
 @transaction.atomic
 def device_unlink(*, device, application, actor) -> None:
     """Unlinks the device from the application (only its owner may). Records `device.unlinked`."""
-    _device_owned_by(device, actor)
+    _device_managed_by(device, actor)
     link = AppLink.objects.filter(device=device, application=application).first()
     if link is None:
         raise NotFound("This device is not linked to that application.")
@@ -165,5 +167,7 @@ def connection_remove(*, application, user) -> None:
     deleted, _ = Connection.objects.filter(application=application, user=user).delete()
     if not deleted:
         raise NotFound("No such application.")
-    for link in AppLink.objects.filter(application=application, device__owner=user).select_related("device"):
+    for link in AppLink.objects.filter(
+        application=application, device__in=access.devices_visible_to(user, access.MANAGE)
+    ).select_related("device"):
         _links_delete(device=link.device, links=[link], reason="unlinked")
