@@ -5,6 +5,7 @@ The defaults run the embedded development set-up: SQLite and a filesystem Celery
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -59,7 +60,11 @@ SECRET_PEPPER = envsecret("SECRET_PEPPER", DEV_PEPPER)
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation with MultiFernet).
 FERNET_KEYS = envlist("FERNET_KEYS") or [DEV_FERNET_KEY]
 
-if not DEBUG:
+# `makemigrations` compares the models with the migration files: it reads no secret, touches no data
+# and serves nothing, so it runs on a bare checkout too (the checks before a commit call it so).
+_ONLY_COMPARES_MIGRATIONS = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] == ["makemigrations"]
+
+if not DEBUG and not _ONLY_COMPARES_MIGRATIONS:
     weak = [
         name
         for name, value, dev in (

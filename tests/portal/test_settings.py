@@ -78,6 +78,16 @@ def test_a_deployment_that_forgets_debug_and_secrets_does_not_start(tmp_path):
     assert "DEBUG is off but SECRET_KEY, SECRET_PEPPER, FERNET_KEYS still has its development value" in result.stderr
 
 
+def test_makemigrations_check_runs_on_a_bare_checkout_and_nothing_else_does(tmp_path):
+    env = production_env(tmp_path)
+    for name in ("DEBUG", "SECRET_KEY", "SECRET_PEPPER", "FERNET_KEYS"):
+        del env[name]
+    result = manage(env, "makemigrations", "--check", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
+    assert manage(env, "migrate", "--plan").returncode != 0  # anything that reads data is still refused
+
+
 def test_make_run_turns_debug_on_itself():
     recipe = re.search(r"^run:.*\n((?:\t.+\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
     commands = [line.strip() for line in recipe.splitlines()]
