@@ -57,11 +57,6 @@ def application_can_manage(user, application) -> bool:
     return application.owner_id is not None and application.owner_id == getattr(user, "pk", None)
 
 
-def applications_linked_to_device(device):
-    """The applications `device` is linked to (the device's owner has checked who may see it)."""
-    return Application.objects.filter(links__device=device).order_by("name")
-
-
 # --- which events an application hears ----------------------------------------------------------
 #
 # An application hears an event of a device only if the device was linked to it when the event
@@ -163,11 +158,6 @@ def devices_linkable_for_owner(user, application):
         .select_related("product")
         .order_by("name", "serial")
     )
-
-
-def applications_linkable_to_device(user, device):
-    """The applications `user` may link `device` to and that it is not linked to yet."""
-    return application_list_for_owner(user).exclude(links__device=device).order_by("name")
 
 
 def delivery_list_for_application(application, *, failed_only=False, limit=50):

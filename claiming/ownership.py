@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.services import links
-from devices.commands import commands_void_for_device
+from devices.command_queue import commands_void_for_device
 from devices.models import Device, DeviceEvent, DeviceEventType
 from devices.outbox import events_record
 from devices.services import device_owner_forget

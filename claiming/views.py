@@ -17,15 +17,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.selectors import application_get_for_owner, application_list_for_owner
 from apps.services.links import device_link
 from devices import access, codes
-from devices.commands import command_send
+from devices.command_queue import command_send
+from devices.reading_charts import HEIGHT as CHART_HEIGHT
+from devices.reading_charts import WIDTH as CHART_WIDTH
+from devices.reading_charts import series_from_readings
 from devices.selectors import reading_list_for_device
 from portal.errors import ApplicationError, Throttled
 from portal.http import client_ip
 
 from . import selectors, services
-from .charts import HEIGHT as CHART_HEIGHT
-from .charts import WIDTH as CHART_WIDTH
-from .charts import series_from_readings
 from .forms import ClaimCodeForm, ClaimPinForm, CommandForm, PinSettingsForm, TransferForm
 
 

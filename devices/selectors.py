@@ -25,11 +25,6 @@ def device_list_for_owner(user):
     return access.devices_visible_to(user, access.SEE)
 
 
-def device_get_for_owner(user, pk) -> Device:
-    """The device with `pk` if `user` may see it; Http404 otherwise (`access.device_for` with SEE)."""
-    return access.device_for(user, pk, access.SEE)
-
-
 def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=50):
     """One page of the owner's devices and whether another follows, in two queries at any size.
 

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from . import commands, outbox
+from . import command_queue, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ def relay_outbox():
 @shared_task(name="devices.tasks.expire_commands")
 def expire_commands():
     """Marks commands past their TTL expired (every minute from beat)."""
-    return commands.commands_expire()
+    return command_queue.commands_expire()
 
 
 @shared_task(name="devices.tasks.mark_stale_devices")

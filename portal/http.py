@@ -6,16 +6,11 @@ from http import HTTPStatus
 from django.conf import settings
 from django.http import JsonResponse
 
-from .errors import ApplicationError, Throttled, error_body
+from .errors import error_body
 
 
 def json_error(code, message, status=HTTPStatus.BAD_REQUEST, *, fields=None, headers=None):
     return JsonResponse(error_body(code, message, fields), status=status, headers=headers)
-
-
-def json_error_from(exc: ApplicationError):
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
-    return json_error(exc.code, exc.message, exc.status, fields=exc.fields, headers=headers)
 
 
 def client_ip(request):

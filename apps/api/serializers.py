@@ -4,7 +4,7 @@ from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
 
 from devices.command_definitions import BUILT_IN
-from devices.commands import MAX_TTL
+from devices.command_queue import MAX_TTL
 from devices.models import DeviceStatus
 
 # --- errors ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from apps.models import Application
 from apps.services import links
-from devices.commands import command_send
+from devices.command_queue import command_send
 
 from . import selectors
 from .authentication import ApplicationBasicAuthentication

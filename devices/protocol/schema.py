@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
 
 from devices.ca import ACCEPTED_KEYS_TEXT, MAX_CSR_BYTES
-from devices.commands import MAX_STRING
+from devices.command_queue import MAX_STRING
 
 from .services import MAX_VALUES
 
@@ -109,7 +109,7 @@ class DeviceProvisionOutput(serializers.Serializer):
     }
 )
 class FlatValuesField(serializers.DictField):
-    """A device's values: a flat object, as `devices.commands.flat_object_errors` requires."""
+    """A device's values: a flat object, as `devices.command_queue.flat_object_errors` requires."""
 
 
 class DeviceCheckinInput(serializers.Serializer):

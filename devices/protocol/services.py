@@ -26,7 +26,7 @@ from portal.secrets import digests_match, random_token
 
 from .. import outbox
 from ..ca import certificate_issue
-from ..commands import commands_mark_delivered, flat_object_errors
+from ..command_queue import commands_mark_delivered, flat_object_errors
 from ..models import (
     Command,
     CommandStatus,

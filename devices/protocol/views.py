@@ -23,7 +23,7 @@ from portal.http import client_ip, json_error
 from portal.text import storable
 
 from ..ca import product_ca_ensure, product_crl_cached
-from ..commands import command_ack
+from ..command_queue import command_ack
 from ..models import Product
 from ..services import token_digest
 from . import limits, renewal, schema, services

@@ -30,7 +30,7 @@ def api_world_make(owner):
     """An application with linked devices that have readings, commands and events, a connected
     user, and an unclaimed device behind the claim code AAAAA-BBBBB: something for every endpoint."""
     from apps.models import Connection
-    from devices.commands import command_send
+    from devices.command_queue import command_send
     from devices.models import DeviceEvent, DeviceEventType, Reading
 
     from ..factories import ClaimCodeFactory, DeviceFactory, UserFactory

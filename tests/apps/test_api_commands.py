@@ -7,7 +7,7 @@ from http import HTTPStatus
 import pytest
 from django.utils import timezone
 
-from devices.commands import command_send
+from devices.command_queue import command_send
 from devices.models import Command, CommandStatus, DeviceEvent, DeviceEventType
 
 from ..factories import DeviceFactory

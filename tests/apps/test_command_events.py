@@ -7,7 +7,7 @@ from django.test import Client
 
 from apps.models import Delivery, DeliveryStatus
 from apps.services import links, sending
-from devices.commands import command_send
+from devices.command_queue import command_send
 from devices.models import DeviceEventType
 from devices.outbox import relay_all
 

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from apps.services import fanout, links
 from claiming.services import device_claim_by_code, device_release
-from devices.commands import command_send
+from devices.command_queue import command_send
 from devices.models import Device, DeviceEventType
 from devices.stale import devices_mark_stale
 

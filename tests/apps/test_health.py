@@ -1,4 +1,4 @@
-"""/healthz (apps.health): 200 when all is well, 503 naming each failing check."""
+"""/healthz (apps.healthz): 200 when all is well, 503 naming each failing check."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.db import OperationalError
 from kombu import Connection
 
-from apps import health
+from apps import healthz as health
 from apps.models import Delivery, DeliveryStatus
 from devices import stale
 from portal import celery_app

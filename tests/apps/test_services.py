@@ -174,7 +174,7 @@ def test_a_device_may_be_linked_to_several_applications(owner):
     device = DeviceFactory(owner=owner)
     for application in (ApplicationFactory(owner=owner), ApplicationFactory(owner=None, managed=True)):
         links.device_link(device=device, application=application, actor=owner)
-    assert set(selectors.applications_linked_to_device(device)) == set(Application.objects.all())
+    assert set(Application.objects.filter(links__device=device)) == set(Application.objects.all())
 
 
 def test_only_the_devices_owner_may_link_it(owner, other_owner):

@@ -9,7 +9,7 @@ from claiming import limits, services
 from claiming.models import OwnershipEvent, OwnershipEventKind
 from claiming.selectors import command_list_for_device
 from claiming.services import AlreadyClaimed, ClaimError, EmailNotVerified
-from devices.commands import command_send
+from devices.command_queue import command_send
 from devices.models import Command, CommandStatus, Device, DeviceEvent, DeviceEventType
 from devices.protocol.services import device_checkin, device_provision
 from devices.selectors import reading_list_for_device

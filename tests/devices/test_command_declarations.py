@@ -6,7 +6,7 @@ import json
 import pytest
 
 from devices.admin import ProductForm
-from devices.commands import command_send
+from devices.command_queue import command_send
 from portal.errors import ValidationError
 
 from ..factories import DeviceFactory, ProductFactory

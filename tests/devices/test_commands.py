@@ -5,7 +5,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices.commands import MAX_TTL, command_ack, command_send, commands_expire
+from devices.command_queue import MAX_TTL, command_ack, command_send, commands_expire
 from devices.models import Command, CommandStatus, DeviceEvent
 from portal.errors import Conflict, NotFound, ValidationError
 

@@ -2,7 +2,7 @@ import pytest
 from django.db import transaction
 
 from devices import outbox
-from devices.commands import command_send
+from devices.command_queue import command_send
 from devices.models import Command, DeviceEvent, DeviceEventType
 from devices.tasks import relay_outbox
 from portal.celery import app as celery_app

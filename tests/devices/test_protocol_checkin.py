@@ -9,7 +9,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from devices import outbox
-from devices.commands import command_send
+from devices.command_queue import command_send
 from devices.models import Command, CommandStatus, Device, DeviceEvent, DeviceStatus, Reading
 from devices.protocol.views import DeviceCheckinApi
 

@@ -4,7 +4,7 @@ from http import HTTPStatus
 import pytest
 from django.urls import reverse
 
-from devices.commands import command_send
+from devices.command_queue import command_send
 from devices.models import CommandStatus
 
 from ..factories import DeviceFactory

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
 from django.utils import timezone
 
-from devices import selectors
+from devices import access, selectors
 from devices.models import Device, Reading
 from tests.factories import DeviceFactory
 
@@ -31,15 +31,15 @@ def test_anonymous_sees_nothing(owner):
     assert not selectors.device_list_for_owner(AnonymousUser()).exists()
 
 
-def test_device_get_for_owner_is_404_for_other_owners(owner, other_owner):
+def test_device_for_is_404_for_other_owners(owner, other_owner):
     device = DeviceFactory(owner=other_owner)
     with pytest.raises(Http404):
-        selectors.device_get_for_owner(owner, device.pk)
+        access.device_for(owner, device.pk, access.SEE)
 
 
-def test_device_get_for_owner_returns_the_device(owner):
+def test_device_for_returns_the_device(owner):
     device = DeviceFactory(owner=owner)
-    assert selectors.device_get_for_owner(owner, device.pk) == device
+    assert access.device_for(owner, device.pk, access.SEE) == device
 
 
 def test_page_tells_whether_another_follows(owner):

@@ -11,7 +11,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from apps.models import AppLink, Delivery
-from devices.commands import command_send
+from devices.command_queue import command_send
 
 from ..apps.api_support import auth, basic_header
 from ..factories import ApplicationFactory, DeviceFactory

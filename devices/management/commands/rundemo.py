@@ -83,7 +83,7 @@ class Command(BaseCommand):
                     [
                         sys.executable,
                         "-m",
-                        "devices.agent",
+                        "firmware.agent",
                         "--url",
                         url,
                         # One argument each: a key may begin with "-" (token_urlsafe), which

@@ -1,6 +1,6 @@
 """Reference device agent: the device protocol as firmware implements it.
 
-    python -m devices.agent --url http://127.0.0.1:8000 --serial SN1 --key FACTORY-KEY --simulate
+    python -m firmware.agent --url http://127.0.0.1:8000 --serial SN1 --key FACTORY-KEY --simulate
 
 Power-on: poll /device/v1/provision at once, then as often as the portal's `retry_after` says
 (5 s doubling up to a cap), sending a CSR for a key pair kept in the state file. Once claimed,
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-logger = logging.getLogger("devices.agent")
+logger = logging.getLogger("firmware.agent")
 
 PROVISION_PATH = "/device/v1/provision"
 CERTIFICATE_PATH = "/device/v1/certificate"
@@ -379,7 +379,7 @@ def _retry_after(response, body):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m devices.agent", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m firmware.agent", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="The portal's base URL, e.g. https://portal.example.com")
     parser.add_argument("--serial", required=True)
     parser.add_argument("--key", required=True, help="The factory key flashed at manufacture.")

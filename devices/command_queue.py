@@ -31,15 +31,6 @@ OPEN_STATUSES = (CommandStatus.PENDING, CommandStatus.DELIVERED)
 FINAL_STATUSES = (CommandStatus.SUCCEEDED, CommandStatus.FAILED)
 
 
-def command_as_device_sees_it(command: Command) -> dict:
-    return {
-        "id": str(command.id),
-        "name": command.name,
-        "params": command.params,
-        "expires_at": command.expires_at.isoformat(),
-    }
-
-
 def command_event_data(command: Command) -> dict:
     data = {
         "command_id": str(command.id),
@@ -129,16 +120,6 @@ def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent
         extra={"command_id": str(command.id), "device_id": str(device.pk), "command": name, "by_app": sent_by_app},
     )
     return command
-
-
-def commands_open_for_device(*, device_id) -> list[Command]:
-    """Pending and delivered commands still within their TTL, oldest first (partial index
-    command_device_open)."""
-    return list(
-        Command.objects.filter(device_id=device_id, status__in=OPEN_STATUSES, expires_at__gt=timezone.now())
-        .order_by("created_at")
-        .only("id", "device_id", "name", "params", "status", "expires_at", "created_at", "sent_by_app")
-    )
 
 
 def commands_mark_delivered(*, device_id, commands) -> None:

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.conf import settings as django_settings
 
-from devices import agent as agent_module
-from devices.agent import Agent, Simulator, State, certificate_due, values_from_command
-from devices.commands import command_send
+from devices.command_queue import command_send
 from devices.models import Command, CommandStatus, Device, DeviceStatus, Reading, RevokedCertificate
 from devices.services import device_credentials_revoke
+from firmware import agent as agent_module
+from firmware.agent import Agent, Simulator, State, certificate_due, values_from_command
 
 from ..factories import ClaimCodeFactory, DeviceFactory
 
@@ -223,7 +223,7 @@ def agent_process(live_server, tmp_path):
             [
                 sys.executable,
                 "-m",
-                "devices.agent",
+                "firmware.agent",
                 "--url",
                 live_server.url,
                 "--serial",

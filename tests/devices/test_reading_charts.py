@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from claiming.charts import HEIGHT, PAD_X, PAD_Y, WIDTH, number_label, series_from_readings
 from devices.models import Reading
+from devices.reading_charts import HEIGHT, PAD_X, PAD_Y, WIDTH, number_label, series_from_readings
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
