@@ -7,8 +7,6 @@ minute. A paused or deleted application is refused (401). No session authenticat
 no cookies, so no CSRF.
 """
 
-import base64
-import binascii
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -21,9 +19,8 @@ from apps.models import Application
 from apps.services.applications import APP_SECRET_PURPOSE
 from portal import ratelimit
 from portal.errors import Throttled
-from portal.http import client_ip
+from portal.http import BadBasicCredentials, basic_credentials, client_ip
 from portal.secrets import digests_match
-from portal.text import storable
 
 logger = logging.getLogger(__name__)
 
@@ -50,30 +47,25 @@ class ApplicationClient:
         return f"application {self.application.app_id}"
 
 
-def _credentials(header: str) -> tuple[str, str] | None:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
+_BAD_BASIC = {
+    "base64": "The Basic credentials are not valid base64 of AppId:Secret.",
+    "shape": "The Basic credentials must be AppId:Secret.",
+    "name": "The App Id or Secret is wrong.",
+}
+
+
+def _credentials(request) -> tuple[str, str] | None:
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise exceptions.AuthenticationFailed("The Basic credentials are not valid base64 of AppId:Secret.") from None
-    app_id, sep, secret = decoded.partition(":")
-    if not sep or not app_id or not secret or len(app_id) > MAX_APP_ID_LENGTH or len(secret) > MAX_SECRET_LENGTH:
-        raise exceptions.AuthenticationFailed("The Basic credentials must be AppId:Secret.")
-    if not storable(app_id):
-        raise exceptions.AuthenticationFailed("The App Id or Secret is wrong.")
-    return app_id, secret
+        return basic_credentials(request, max_user=MAX_APP_ID_LENGTH, max_password=MAX_SECRET_LENGTH)
+    except BadBasicCredentials as bad:
+        raise exceptions.AuthenticationFailed(_BAD_BASIC[bad.reason]) from None
 
 
 class ApplicationBasicAuthentication(BaseAuthentication):
     """HTTP Basic with the application's App Id as user name and its Secret as password."""
 
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
-            return None
-        credentials = _credentials(header)
+        credentials = _credentials(request)
         if credentials is None:
             return None  # another scheme: answered 401 with our challenge by IsAuthenticated
         app_id, secret = credentials

@@ -5,8 +5,6 @@ lean one that skips DRF's request wrapping, content negotiation and renderers, w
 more than the check-in itself. Checks run in a fixed order: rate limits, credentials, body, work.
 """
 
-import base64
-import binascii
 import json
 import logging
 import math
@@ -19,8 +17,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.views import APIView
 
 from portal.errors import ApplicationError, Throttled, ValidationError, error_body
-from portal.http import client_ip, json_error
-from portal.text import storable
+from portal.http import BadBasicCredentials, basic_credentials, client_ip, json_error
 
 from ..ca import product_ca_ensure, product_crl_cached
 from ..command_queue import command_ack
@@ -157,19 +154,13 @@ def _bearer_token(request) -> str:
 
 
 def _basic_credentials(request) -> tuple[str, str]:
-    scheme, _, encoded = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() != "basic":
-        raise Unauthenticated("Send the serial and factory key with HTTP Basic authentication.")
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+        credentials = basic_credentials(request, max_user=MAX_SERIAL_LENGTH, max_password=MAX_TOKEN_LENGTH)
+    except BadBasicCredentials:
         raise Unauthenticated() from None
-    serial, sep, key = decoded.partition(":")
-    if not sep or not serial or not key or len(serial) > MAX_SERIAL_LENGTH or len(key) > MAX_TOKEN_LENGTH:
-        raise Unauthenticated()
-    if not storable(serial):  # no serial holds one; the database could not even look it up
-        raise Unauthenticated()
-    return serial, key
+    if credentials is None:
+        raise Unauthenticated("Send the serial and factory key with HTTP Basic authentication.")
+    return credentials
 
 
 class DeviceEndpoint(APIView):
