@@ -41,6 +41,19 @@ def _clean_cache():
 
 
 @pytest.fixture(autouse=True)
+def _process_state(monkeypatch):
+    """Process-wide state starts fresh in each test and is put back after it: the outbox relay's
+    debounce (it would skip publishing right after another test's event), the outbox consumers (a test
+    that registers one takes it away with it), and the webhook HTTP session (its pools and adapters)."""
+    from apps.services import sending
+    from devices import outbox
+
+    monkeypatch.setattr(outbox, "_last_relay_scheduled", float("-inf"))
+    monkeypatch.setattr(outbox, "_consumers", dict(outbox._consumers))
+    monkeypatch.setattr(sending, "_http_session", None)
+
+
+@pytest.fixture(autouse=True)
 def _test_settings(settings):
     settings.ACCOUNT_RATE_LIMITS = False  # allauth's own limits; the portal's are tested directly
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -13,7 +13,6 @@ from werkzeug import Response
 from apps import tasks
 from apps.models import AppLink, Delivery, DeliveryStatus
 from apps.services import fanout
-from devices import outbox
 from devices import tasks as device_tasks
 from devices.outbox import event_record
 
@@ -21,12 +20,6 @@ from ..factories import ApplicationFactory, DeviceFactory
 from .conftest import hook_url, verify_standard_webhook, wait_for
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture(autouse=True)
-def _relay_not_debounced(monkeypatch):
-    # The relay's process-local debounce would skip publishing right after another test's event.
-    monkeypatch.setattr(outbox, "_last_relay_scheduled", float("-inf"))
 
 
 @pytest.fixture

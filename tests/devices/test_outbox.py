@@ -22,7 +22,6 @@ def consumers(monkeypatch):
 def published(monkeypatch):
     """Relay tasks published (instead of going to the broker)."""
     calls = []
-    monkeypatch.setattr(outbox, "_last_relay_scheduled", float("-inf"))
     monkeypatch.setattr(relay_outbox, "apply_async", lambda **kw: calls.append(kw))
     return calls
 
@@ -129,7 +128,6 @@ def test_relay_publishes_are_debounced(device, published, monkeypatch, django_ca
 @pytest.fixture
 def dead_broker(monkeypatch):
     """Points Celery at a port nobody listens on."""
-    monkeypatch.setattr(outbox, "_last_relay_scheduled", float("-inf"))
     monkeypatch.setitem(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
     monkeypatch.setattr(celery_app, "_pool", None)
     monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)

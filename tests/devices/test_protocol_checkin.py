@@ -312,7 +312,6 @@ def test_checkin_commit_waits_for_the_flush_only_when_configured(
 
 def test_checkin_schedules_the_relay_after_commit(client, token, monkeypatch, django_capture_on_commit_callbacks):
     published = []
-    monkeypatch.setattr(outbox, "_last_relay_scheduled", float("-inf"))
     monkeypatch.setattr("devices.tasks.relay_outbox.apply_async", lambda **kw: published.append(kw))
     with django_capture_on_commit_callbacks(execute=True):
         checkin(client, token)
