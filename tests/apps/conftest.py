@@ -16,6 +16,7 @@ from django.db import connection
 from pytest_httpserver import HTTPServer
 
 from apps.models import AppLink
+from devices.outbox import event_record, relay_pending
 
 from ..factories import ApplicationFactory, DeviceFactory
 
@@ -55,6 +56,13 @@ def hooked_app(owner, receiver, private_targets):
     application.device = DeviceFactory(owner=owner)
     AppLink.objects.create(application=application, device=application.device)
     return application
+
+
+def record_and_relay(device, n=1, type="device.data"):
+    """`n` events of `device` recorded, then relayed (fanned out to the applications that hear it)."""
+    for i in range(n):
+        event_record(device=device, type=type, data={"temperature": 20 + i})
+    relay_pending()
 
 
 def verify_standard_webhook(request, signing_secret) -> bool:
