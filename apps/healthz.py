@@ -19,7 +19,7 @@ from http import HTTPStatus
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import Count, Min
 from django.http import JsonResponse
 from django.utils import timezone
@@ -29,6 +29,7 @@ from django.views.decorators.http import require_safe
 from devices.stale import last_sweep_at
 
 from .models import Delivery, DeliveryStatus
+from .sql import database_answers
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +85,7 @@ def _failing(name, error, **figures):
 
 def _database_check():
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        database_answers()
     except DatabaseError:
         return _failing("database", "the database does not answer")
     return {"status": OK}

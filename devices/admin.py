@@ -32,6 +32,7 @@ from .command_definitions import product_commands_validate
 from .labels import claim_code_text
 from .models import ClaimCode, Device, Product
 from .services import stale_checks_reschedule
+from .sql import table_rows_estimate
 
 # Django's own logger for a refused lookup, so that a security log filter still sees it.
 refused_lookup_logger = logging.getLogger("django.security.DisallowedModelAdminLookup")
@@ -85,13 +86,9 @@ class EstimatedCountPaginator(Paginator):
         queryset = self.object_list
         connection = connections[queryset.db]
         if connection.vendor == "postgresql" and not queryset.query.where:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table]
-                )
-                row = cursor.fetchone()
-            if row and row[0] >= self.ESTIMATE_FROM:
-                return row[0]
+            estimate = table_rows_estimate(connection, queryset.model._meta.db_table)
+            if estimate is not None and estimate >= self.ESTIMATE_FROM:
+                return estimate
         return super().count
 
 

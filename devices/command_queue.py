@@ -29,6 +29,12 @@ MAX_STRING = 256
 MAX_RESULT_BYTES = 8 * 1024
 OPEN_STATUSES = (CommandStatus.PENDING, CommandStatus.DELIVERED)
 FINAL_STATUSES = (CommandStatus.SUCCEEDED, CommandStatus.FAILED)
+# A device's open commands as it is handed them (check-in, GET /device/v1/commands): at most this
+# many, oldest first, each with these fields. The PostgreSQL check-in builds the same list inside
+# its statement from these constants (devices.sql.open_commands_sql).
+COMMANDS_PER_ANSWER = 20
+OPEN_COMMANDS_ORDER = "created_at"
+OPEN_COMMAND_FIELDS = ("id", "name", "params", "status", "expires_at", "sent_by_app")
 
 
 def command_event_data(command: Command) -> dict:
@@ -120,6 +126,19 @@ def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent
         extra={"command_id": str(command.id), "device_id": str(device.pk), "command": name, "by_app": sent_by_app},
     )
     return command
+
+
+def commands_open(*, device_id, now):
+    """The open commands a device is handed now: pending or delivered (a device that lost an answer
+    gets them again), not expired, oldest first, at most COMMANDS_PER_ANSWER.
+
+    Its SQL twin is devices.sql.open_commands_sql (the PostgreSQL check-in); both are built from the
+    constants above, and tests/devices/test_paths_agree.py compares their answers."""
+    return (
+        Command.objects.filter(device_id=device_id, status__in=OPEN_STATUSES, expires_at__gt=now)
+        .order_by(OPEN_COMMANDS_ORDER)
+        .only("device_id", *OPEN_COMMAND_FIELDS)[:COMMANDS_PER_ANSWER]
+    )
 
 
 def commands_mark_delivered(*, device_id, commands) -> None:

@@ -1,12 +1,12 @@
 """The stale sweep: online devices silent for longer than their product's threshold go offline.
 
 Beat runs it every minute (`devices.tasks.mark_stale_devices`). One set-based statement finds and
-marks the devices; one `device.offline` event per device is recorded in the same transaction;
+marks the devices (on PostgreSQL, `devices.sql.sweep_sql`); one `device.offline` event per device
+is recorded in the same transaction (one INSERT, `offline_event_data` for both paths);
 then their owners are mailed (grouped, see `devices.notifications`). A check-in afterwards sets
 the device online again and records `device.online` (devices.protocol).
 """
 
-import functools
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,8 +17,8 @@ from django.db import connection, transaction
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Value
 from django.utils import timezone
 
-from . import notifications, outbox
-from .models import Device, DeviceEvent, DeviceEventType, DeviceStatus, Product
+from . import notifications, outbox, sql
+from .models import Device, DeviceEvent, DeviceEventType, DeviceStatus
 
 logger = logging.getLogger(__name__)
 
@@ -97,60 +97,38 @@ def mark_path():
     return _mark_postgresql if connection.vendor == "postgresql" else _mark_sqlite
 
 
-@functools.cache
-def _sweep_sql() -> str:
-    q = connection.ops.quote_name
-    device, product, event = (q(model._meta.db_table) for model in (Device, Product, DeviceEvent))
-    # The due devices come from the partial index device_online_stale_check: with nothing due
-    # the scan ends at once, and otherwise it reads only the due devices, whatever the fleet's
-    # size. A due device is marked offline when its product's threshold has passed; one that
-    # checked in meanwhile is only given its next look (the moment it would turn stale).
-    # FOR UPDATE re-reads a row that a check-in changed after this statement began, and the SET
-    # expressions see that version; SKIP LOCKED passes over a device checking in right now.
-    # `= ANY(ARRAY(…))` makes the update itself primary-key lookups; a join with the subquery
-    # lets the planner hash-join against a scan of the whole table.
-    # Each device that went offline gets its device.offline event in the same statement, its
-    # last_seen_at written as Python's isoformat() writes it (the portable path's, and every other
-    # event's): six fraction digits or none, where PostgreSQL's JSON would drop trailing zeros.
-    # Only quoted table names and constants are interpolated; the values are parameters.
-    return f"""
-WITH looked_at AS (
-    UPDATE {device} AS d
-       SET status = CASE WHEN d.last_seen_at < %(now)s - p.offline_after * interval '1 second'
-                         THEN 'offline' ELSE d.status END,
-           stale_check_at = CASE WHEN d.last_seen_at < %(now)s - p.offline_after * interval '1 second'
-                                 THEN d.stale_check_at
-                                 ELSE COALESCE(d.last_seen_at, %(now)s) + p.offline_after * interval '1 second' END
-      FROM {product} AS p
-     WHERE p.id = d.product_id AND d.status = 'online' AND d.id = ANY(ARRAY(
-            SELECT s.id
-              FROM {device} AS s
-             WHERE s.status = 'online' AND s.stale_check_at <= %(now)s
-             LIMIT %(limit)s
-               FOR UPDATE OF s SKIP LOCKED))
-    RETURNING d.id, d.owner_id, d.last_seen_at, d.name, d.status = 'offline' AS went_offline
-), events AS (
-    INSERT INTO {event} (id, device_id, type, data, device_name, created_at)
-    SELECT gen_random_uuid(), id, 'device.offline',
-           jsonb_build_object(
-               'last_seen_at', to_char(last_seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-                               || CASE to_char(last_seen_at, 'US') WHEN '000000' THEN ''
-                                  ELSE to_char(last_seen_at, '.US') END || '+00:00',
-               'previous_status', 'online'), name, %(now)s
-      FROM looked_at WHERE went_offline
-)
-SELECT id, owner_id, last_seen_at, went_offline FROM looked_at
-"""  # noqa: S608
+def offline_event_data(*, last_seen_at) -> dict:
+    """What a device.offline event says: when the device was last seen, and that it was online."""
+    return {"last_seen_at": last_seen_at.isoformat(), "previous_status": DeviceStatus.ONLINE}
+
+
+def _offline_events_record(rows, *, now) -> None:
+    """One device.offline event for each (device id, owner id, last seen, name) of `rows`, in one
+    INSERT (the names are at hand, so none is read back); nothing at all when `rows` is empty, so
+    a sweep with nothing due stays one query."""
+    if not rows:
+        return
+    outbox.events_record(
+        [
+            DeviceEvent(
+                device_id=device_id,
+                type=DeviceEventType.OFFLINE,
+                data=offline_event_data(last_seen_at=last_seen_at),
+                created_at=now,
+            )
+            for device_id, _owner_id, last_seen_at, _name in rows
+        ],
+        names={device_id: name for device_id, _owner_id, _last_seen_at, name in rows},
+    )
 
 
 def _mark_postgresql(now, *, limit) -> tuple[list[tuple], int]:
-    with connection.cursor() as cursor:
-        cursor.execute(_sweep_sql(), {"now": now, "limit": limit})
-        rows = cursor.fetchall()
-    went_offline = [row[:3] for row in rows if row[3]]
-    if went_offline:  # the statement wrote their events, so the relay is scheduled as events_record would
-        transaction.on_commit(outbox.relay_schedule, robust=True)
-    return went_offline, len(rows)
+    # One UPDATE … RETURNING marks the due devices (devices.sql.sweep_sql); the events of those
+    # that went offline are recorded from its rows, as the portable path records them.
+    rows = sql.sweep_run(now, limit=limit)
+    went_offline = [row[:4] for row in rows if row[4]]
+    _offline_events_record(went_offline, now=now)
+    return [row[:3] for row in went_offline], len(rows)
 
 
 def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
@@ -172,16 +150,5 @@ def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
     for start in range(0, len(rows), _IN_CHUNK):
         ids = [row[0] for row in rows[start : start + _IN_CHUNK]]
         Device.objects.filter(pk__in=ids).update(status=DeviceStatus.OFFLINE)
-    outbox.events_record(
-        [
-            DeviceEvent(
-                device_id=device_id,
-                type=DeviceEventType.OFFLINE,
-                data={"last_seen_at": last_seen_at.isoformat(), "previous_status": DeviceStatus.ONLINE},
-                created_at=now,
-            )
-            for device_id, _, last_seen_at, _name in rows
-        ],
-        names={row[0]: row[3] for row in rows},
-    )
+    _offline_events_record(rows, now=now)
     return [row[:3] for row in rows], len(rows)

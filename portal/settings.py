@@ -154,7 +154,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The device protocol's hot statements are prepared (devices.protocol.services._fetchone):
+    # The device protocol's hot statements are prepared (devices.sql.fetchone):
     # planning the check-in costs PostgreSQL more than running it. The ORM's client-side cursors
     # never prepare, whatever this says. A pooler in transaction mode needs prepared-statement
     # support (PgBouncer 1.21+, max_prepared_statements); without it, DATABASE_PREPARED_STATEMENTS=False.

@@ -20,12 +20,13 @@ from email.utils import parsedate_to_datetime
 import requests
 import urllib3
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from .. import ssrf
 from ..models import Application, Delivery, DeliveryStatus
+from ..sql import successes_write
 from .applications import application_callback_off, application_pause
 from .fanout import DUE_BATCH, ENQUEUE_LEASE, _deliveries_enqueue, _deliveries_publish
 from .webhooks import webhook_credentials, webhook_request
@@ -234,48 +235,12 @@ def deliveries_send(*, delivery_ids, lease=None) -> dict:
     return outcomes
 
 
-def _successes_write(deliveries, now):
-    """One UPDATE for a batch of successes, per-row status code and latency in CASE expressions.
-
-    Written by hand: QuerySet.bulk_update builds an expression tree per row and field, which cost
-    more than the HTTP requests themselves.
-    """
-    quote = connection.ops.quote_name
-    ids = [delivery.pk for delivery in deliveries]
-    code_cases = " ".join("WHEN %s THEN %s" for _ in deliveries)
-    latency_cases = " ".join("WHEN %s THEN %s" for _ in deliveries)
-    table, pk, code, latency = (
-        quote(name) for name in (Delivery._meta.db_table, "id", "last_status_code", "last_latency_ms")
-    )
-    assignments = ", ".join(
-        [
-            f"{quote('status')} = %s",
-            f"{quote('next_attempt_at')} = NULL",
-            f"{quote('last_error')} = ''",
-            f"{quote('delivered_at')} = %s",
-            f"{quote('last_attempt_at')} = %s",
-            f"{code} = CASE {pk} {code_cases} END",
-            f"{latency} = CASE {pk} {latency_cases} END",
-        ]
-    )
-    placeholders = ", ".join("%s" for _ in ids)
-    # Only quoted names and placeholders go into the text; every value is a parameter.
-    sql = f"UPDATE {table} SET {assignments} WHERE {pk} IN ({placeholders})"  # noqa: S608
-    moment = connection.ops.adapt_datetimefield_value(now)
-    params = [DeliveryStatus.SUCCEEDED.value, moment, moment]
-    params += [value for d in deliveries for value in (d.pk, d.last_status_code)]
-    params += [value for d in deliveries for value in (d.pk, d.last_latency_ms)]
-    params += ids
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
 def _successes_record(deliveries):
     """Writes a batch of successes; delivered_at is the time of the write (within a flush period)."""
     if not deliveries:
         return
     now = timezone.now()
-    _successes_write(deliveries, now)
+    successes_write(deliveries, now)
     healed = {delivery.application_id for delivery in deliveries if delivery.application.failing_since is not None}
     if healed:
         Application.objects.filter(pk__in=healed).update(failing_since=None)

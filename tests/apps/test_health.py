@@ -12,6 +12,7 @@ from django.db import OperationalError
 from kombu import Connection
 
 from apps import healthz as health
+from apps import sql as apps_sql
 from apps.models import Delivery, DeliveryStatus
 from devices import stale
 from portal import celery_app
@@ -110,7 +111,7 @@ def test_a_database_that_does_not_answer_is_503(client, swept, monkeypatch):
         def cursor(self):
             raise OperationalError("connection refused by db.internal:5432")
 
-    monkeypatch.setattr(health, "connection", DownConnection())
+    monkeypatch.setattr(apps_sql, "connection", DownConnection())
 
     response = client.get(URL, HTTP_AUTHORIZATION=BEARER)
 

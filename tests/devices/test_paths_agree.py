@@ -10,7 +10,8 @@ import time_machine
 from django.utils import timezone
 
 from devices import stale
-from devices.models import Command, Device, DeviceEvent, DeviceStatus, Reading
+from devices.command_queue import COMMANDS_PER_ANSWER, commands_open
+from devices.models import Command, CommandStatus, Device, DeviceEvent, DeviceStatus, Reading
 from devices.protocol import services
 from devices.services import token_digest
 from tests.factories import DeviceFactory, ProductFactory
@@ -38,7 +39,10 @@ def product(db):
 def _twin(product, owner, token):
     device = DeviceFactory(product=product, owner=owner, name="Kitchen", token_digest=token_digest(token))
     # An open command, a fulfilled one and an expired one: the answer lists only the first.
-    Command.objects.create(device=device, name="reboot", params={"delay": 5}, expires_at=START + timedelta(days=1))
+    # Sent by an application, so its command.updated event names it (compared in _row).
+    Command.objects.create(
+        device=device, name="reboot", params={"delay": 5}, expires_at=START + timedelta(days=1), sent_by_app="app-7"
+    )
     Command.objects.create(device=device, name="old", status="succeeded", expires_at=START + timedelta(days=1))
     Command.objects.create(device=device, name="late", expires_at=START - timedelta(seconds=1))
     return device
@@ -121,6 +125,40 @@ def test_both_paths_reject_an_unknown_token_alike(requires_postgres, monkeypatch
             path(digest=token_digest("nobody's"), values={}, ip=None, now=timezone.now())
     assert not Reading.objects.exists()
     assert not DeviceEvent.objects.exists()
+
+
+def _many_commands(product, owner, token):
+    """More open commands than an answer holds, inserted out of order, among closed ones."""
+    device = DeviceFactory(product=product, owner=owner, name="Busy", token_digest=token_digest(token))
+    later = START + timedelta(days=1)
+    for age in (*range(0, COMMANDS_PER_ANSWER + 5, 2), *range(1, COMMANDS_PER_ANSWER + 5, 2)):
+        command = Command.objects.create(device=device, name=f"open-{age:02}", params={"age": age}, expires_at=later)
+        # auto_now_add ignores a given time; distinct times make the order the answer's to keep.
+        Command.objects.filter(pk=command.pk).update(created_at=START - timedelta(seconds=age))
+    for name, status, expires_at in (
+        ("oldest but done", CommandStatus.SUCCEEDED, later),
+        ("oldest but failed", CommandStatus.FAILED, later),
+        ("oldest but voided", CommandStatus.EXPIRED, later),
+        ("oldest but late", CommandStatus.PENDING, START),  # expires now: no longer open
+    ):
+        command = Command.objects.create(device=device, name=name, status=status, expires_at=expires_at)
+        Command.objects.filter(pk=command.pk).update(created_at=START - timedelta(hours=1))
+    return device
+
+
+def test_both_check_in_paths_hand_over_the_same_open_commands(requires_postgres, clock, monkeypatch, owner, product):
+    statement = _many_commands(product, owner, "token-statement")
+    portable = _many_commands(product, owner, "token-portable")
+    oldest_first = [f"open-{age:02}" for age in range(COMMANDS_PER_ANSWER + 4, 4, -1)]
+    assert [c.name for c in commands_open(device_id=statement.pk, now=START)] == oldest_first
+
+    for label in ("first answer: pending ones", "again: now delivered, still open"):
+        answer_statement, answer_portable = _checkin_both(monkeypatch, {"n": 1})
+        assert answer_statement == answer_portable, label
+        assert [c["name"] for c in answer_statement["commands"]] == oldest_first, label
+        assert _row(statement) == _row(portable), label
+    delivered = Command.objects.filter(device=statement, status=CommandStatus.DELIVERED)
+    assert sorted(delivered.values_list("name", flat=True)) == sorted(oldest_first)
 
 
 def statuses(*devices):

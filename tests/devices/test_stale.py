@@ -8,9 +8,9 @@ from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
 
-from devices import stale
+from devices import sql, stale
 from devices.models import LOOK_AT_ONCE, Device, DeviceEvent, DeviceEventType, DeviceStatus
-from devices.protocol.services import stale_check_next
+from devices.sql import stale_check_next
 from devices.stale import devices_mark_stale
 from devices.tasks import mark_stale_devices
 from tests.factories import DeviceFactory, ProductFactory
@@ -212,11 +212,33 @@ def test_an_empty_sweep_is_two_queries(clock, slow_product, django_assert_num_qu
         devices_mark_stale()
 
 
+def test_marking_with_nothing_due_is_one_query_on_either_path(clock, slow_product, django_assert_num_queries):
+    online(slow_product, 30, stale_check_at=START + timedelta(seconds=570))
+    with django_assert_num_queries(1):
+        # UPDATE … RETURNING on PostgreSQL (a SELECT on SQLite): nothing marked, no event written.
+        assert stale.mark_path()(START, limit=stale.SWEEP_BATCH) == ([], 0)
+
+
+def test_marking_records_every_event_in_one_insert(clock, slow_product, django_assert_num_queries):
+    quiet = [online(slow_product, 700, name=f"Quiet {n}") for n in range(3)]
+    # PostgreSQL: the UPDATE … RETURNING, then one INSERT of the events (the names came back with
+    # the rows). SQLite: the SELECT, the UPDATE, the INSERT.
+    with django_assert_num_queries(2 if connection.vendor == "postgresql" else 3):
+        went_offline, looked_at = stale.mark_path()(START, limit=stale.SWEEP_BATCH)
+    assert looked_at == len(went_offline) == 3
+    events = offline_events().order_by("device_name")
+    assert [e.device_name for e in events] == ["Quiet 0", "Quiet 1", "Quiet 2"]
+    assert [e.data for e in events] == [
+        stale.offline_event_data(last_seen_at=START - timedelta(seconds=700)) for _ in quiet
+    ]
+    assert events[0].data == {"last_seen_at": "2026-03-02T08:48:20+00:00", "previous_status": "online"}
+
+
 def test_the_sweep_can_use_the_partial_index(requires_postgres, slow_product):
     with connection.cursor() as cursor:
         # Tiny test tables are cheaper to scan; forbid that to see whether the index qualifies.
         cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN " + stale._sweep_sql(), {"now": START, "limit": stale.SWEEP_BATCH})
+        cursor.execute("EXPLAIN " + sql.sweep_sql(), {"now": START, "limit": stale.SWEEP_BATCH})
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "device_online_stale_check" in plan
 

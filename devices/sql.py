@@ -1,0 +1,312 @@
+"""The devices app's raw SQL: the statements the ORM cannot write as cheaply, and how they run.
+
+- the device protocol's hot statements (a provisioning poll, a check-in), run through a cursor that
+  PostgreSQL plans once (`fetchone`), and the stale sweep's marking statement (`sweep_run`);
+- the admin's row estimate for large tables (`table_rows_estimate`).
+
+The rules these statements carry stay in one place each: status, event and command-status values
+come from the model choices (`literal`), the open-commands list from `devices.command_queue`'s
+constants (`open_commands_sql`, beside `commands_open`), and the stale-time rule is written here
+twice, side by side, in Python and in SQL (`stale_check_next`, `stale_check_next_sql`).
+`tests/devices/test_paths_agree.py` runs each statement against its portable ORM twin.
+
+Only quoted table and column names and our own constants are interpolated into the statements'
+text; every value from outside is a parameter.
+"""
+
+import json
+import logging
+import threading
+import uuid
+from datetime import timedelta
+from functools import cache
+
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
+from django.utils.dateparse import parse_datetime
+
+from .command_queue import COMMANDS_PER_ANSWER, OPEN_COMMAND_FIELDS, OPEN_COMMANDS_ORDER, OPEN_STATUSES
+from .models import Command, Device, DeviceEvent, DeviceEventType, DeviceStatus, Product, Reading
+
+logger = logging.getLogger(__name__)
+
+
+def literal(value: str) -> str:
+    """One of our constants (a model choice) as an SQL string literal.
+
+    A literal rather than a parameter where a partial index's condition must be seen to hold
+    (`status = 'online'`, `status IN ('pending', 'delivered')`): the generic plan of a prepared
+    statement cannot prove that a parameter equals the index's constant. Never for outside input.
+    """
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+# The cursor plumbing ------------------------------------------------------------------------------
+
+if is_psycopg3:
+    import psycopg
+
+    class _PreparingCursor(psycopg.Cursor):
+        """Server-side binding, and every statement prepared (Django turns automatic preparing off)."""
+
+        def execute(self, query, params=None, *, prepare=True, binary=None):
+            return super().execute(query, params, prepare=prepare, binary=binary)
+
+
+_kept = threading.local()
+
+
+def _kept_cursor(raw_connection):
+    """This thread's preparing cursor on its current connection, kept between requests: a new
+    cursor per statement would rebuild its adapter caches every time."""
+    cursor = getattr(_kept, "cursor", None)
+    if cursor is None or cursor.connection is not raw_connection or cursor.closed:
+        cursor = _kept.cursor = _PreparingCursor(raw_connection)
+    return cursor
+
+
+def fetchone(sql, params):
+    """Runs one statement and returns its first row, through a cursor PostgreSQL plans once.
+
+    Django binds parameters client-side and never prepares, so PostgreSQL would plan the check-in
+    statement (five tables, their indexes) on every call: that planning costs more than running
+    it. A server-binding psycopg cursor that prepares every statement it runs keeps the plan;
+    Django still translates its errors and, when it logs queries, wraps it to log them. psycopg prepares nothing on a
+    connection whose prepare_threshold is None (Django's default), so the settings give it one
+    (DATABASE_PREPARED_STATEMENTS). Connection poolers in transaction mode need prepared-statement
+    support (PgBouncer ≥ 1.21, max_prepared_statements).
+
+    Instead of Django's per-request health check (a `SELECT 1` round trip before the first query),
+    a statement that fails on a dead persistent connection outside any transaction is retried once
+    on a new connection (the statements here are single autocommit statements, safe to repeat).
+    """
+    db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup instead of one per attribute
+    if db.vendor != "postgresql" or not is_psycopg3:
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    for attempt in (1, 2):
+        try:
+            db.ensure_connection()
+            if db.queries_logged:  # tests counting queries, DEBUG
+                with db.make_debug_cursor(_PreparingCursor(db.connection)) as cursor:
+                    cursor.execute(sql, params)
+                    return cursor.fetchone()
+            cursor = _kept_cursor(db.connection)
+            with db.wrap_database_errors:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+        except OperationalError:
+            if attempt == 2 or db.in_atomic_block or db.is_usable():
+                raise
+            logger.warning("device.db_reconnect")
+            db.close()
+
+
+# The stale-time rule, in Python and in SQL --------------------------------------------------------
+# Side by side so they change together: the portable check-in calls `stale_check_next`, the
+# PostgreSQL check-in statement embeds `stale_check_next_sql`; both are built from these constants.
+
+# A check-in keeps the device's next look while at least this share of the threshold is left.
+STALE_CHECK_KEPT_WHILE_LEFT = 0.5
+
+
+def stale_check_next(*, old_status, stale_check_at, now, offline_after):
+    """When the stale sweep should look at a device that checks in now: kept while the device was
+    online and at least half its product's threshold is left, else a threshold from now.
+
+    Keeping it most of the time is what makes a check-in a HOT update on PostgreSQL (no indexed
+    column changes); the sweep gives a device it looks at too early its next look."""
+    if old_status == DeviceStatus.ONLINE and stale_check_at >= now + timedelta(
+        seconds=offline_after * STALE_CHECK_KEPT_WHILE_LEFT
+    ):
+        return stale_check_at
+    return now + timedelta(seconds=offline_after)
+
+
+def stale_check_next_sql(*, old_status, stale_check_at, now, offline_after) -> str:
+    """`stale_check_next` as an SQL expression over the given SQL expressions (columns, parameters)."""
+    online = literal(DeviceStatus.ONLINE)
+    kept_while = f"interval '{STALE_CHECK_KEPT_WHILE_LEFT!r} second'"
+    return (
+        f"CASE WHEN {old_status} = {online} AND {stale_check_at} >= {now} + {offline_after} * {kept_while} "
+        f"THEN {stale_check_at} ELSE {now} + {offline_after} * interval '1 second' END"
+    )
+
+
+# The open commands, in SQL ------------------------------------------------------------------------
+
+
+def open_commands_sql(*, device_id, now) -> str:
+    """The JSON array of a device's open commands, as devices.command_queue.commands_open lists them
+    (its Python twin: same statuses, expiry, order, limit and fields, from the same constants);
+    NULL when there are none. `device_id` and `now` are SQL expressions."""
+    q = connection.ops.quote_name
+    columns = {name: q(Command._meta.get_field(name).column) for name in (*OPEN_COMMAND_FIELDS, OPEN_COMMANDS_ORDER)}
+    fields = ", ".join(f"{literal(name)}, c.{columns[name]}" for name in OPEN_COMMAND_FIELDS)
+    statuses = ", ".join(literal(status) for status in OPEN_STATUSES)
+    order = columns[OPEN_COMMANDS_ORDER]
+    return f"""(SELECT json_agg(json_build_object({fields}) ORDER BY c.{order})
+          FROM (SELECT * FROM {_table(Command)}
+                 WHERE device_id = {device_id} AND status IN ({statuses}) AND expires_at > {now}
+                 ORDER BY {order} LIMIT {int(COMMANDS_PER_ANSWER)}) AS c)"""  # noqa: S608
+
+
+def _commands_from_json(device_id, open_commands) -> list[Command]:
+    """The commands `open_commands_sql` returned, as unsaved instances with the fields a device is
+    handed (those `commands_open` loads)."""
+    commands = []
+    for fields in open_commands or ():
+        command = Command(device_id=device_id, **fields)
+        command.expires_at = parse_datetime(fields["expires_at"])
+        commands.append(command)
+    return commands
+
+
+# Provisioning poll --------------------------------------------------------------------------------
+
+
+@cache
+def poll_sql() -> str:
+    return (
+        f"SELECT d.id, d.factory_key_digest, d.owner_id, d.token_used_at IS NOT NULL, p.poll_cap "  # noqa: S608
+        f"FROM {_table(Device)} d INNER JOIN {_table(Product)} p ON p.id = d.product_id WHERE d.serial = %s"
+    )
+
+
+def poll_row(serial):
+    """(device id, factory key digest, owner id, token used, poll cap) of `serial`; None if unknown.
+    The hot path of a factory of unclaimed devices polling: one prepared SELECT."""
+    return fetchone(poll_sql(), [serial])
+
+
+# Check-in -----------------------------------------------------------------------------------------
+
+
+@cache
+def checkin_sql() -> str:
+    device, reading, event, product = (_table(m) for m in (Device, Reading, DeviceEvent, Product))
+    online = literal(DeviceStatus.ONLINE)
+    # One round trip. `old` is the row as it was before this statement (same snapshot), which
+    # tells whether the device comes back online. The statement is its own transaction
+    # (autocommit), so set_config(…, true) decides how this check-in alone commits: waiting for
+    # the WAL flush costs more than the statement (settings.DEVICE_CHECKIN_SYNCHRONOUS_COMMIT).
+    # Two check-ins of one device racing could both see it offline and both record device.online:
+    # harmless, consumers are idempotent.
+    # stale_check_at moves only when half the product's offline threshold has passed since it was
+    # set (or the device was not online): the other check-ins change no indexed column, so
+    # PostgreSQL updates the row in place without touching the table's indexes (HOT). In SET,
+    # d.status is still the status before this check-in.
+    next_look = stale_check_next_sql(
+        old_status="d.status", stale_check_at="d.stale_check_at", now="%(now)s", offline_after="p.offline_after"
+    )
+    # The device.online event's data is built here, where the old status is known:
+    # {"previous_status": <the old status>}, as the portable path writes it.
+    return f"""
+WITH dev AS (
+    UPDATE {device} AS d
+       SET last_seen_at = %(now)s, last_ip = %(ip)s, status = {online}, "values" = %(values)s::jsonb,
+           token_used_at = COALESCE(d.token_used_at, %(now)s),
+           stale_check_at = {next_look}
+      FROM {device} AS old, {product} AS p
+     WHERE d.token_digest = %(digest)s AND old.id = d.id AND p.id = d.product_id
+    RETURNING d.id, d.name, p.checkin_interval, old.status AS old_status, old.token_used_at IS NULL AS first_use
+), reading AS (
+    INSERT INTO {reading} (device_id, recorded_at, "values")
+    SELECT id, %(now)s, %(values)s::jsonb FROM dev
+), events AS (
+    INSERT INTO {event} (id, device_id, type, data, device_name, created_at)
+    SELECT %(data_event_id)s::uuid, id, {literal(DeviceEventType.DATA)}, %(data)s::jsonb, name, %(now)s FROM dev
+    UNION ALL
+    SELECT %(online_event_id)s::uuid, id, {literal(DeviceEventType.ONLINE)},
+           jsonb_build_object('previous_status', old_status), name, %(now)s
+      FROM dev WHERE old_status <> {online}
+)
+SELECT dev.id, dev.old_status, dev.first_use, dev.checkin_interval,
+       set_config('synchronous_commit', %(synchronous_commit)s, true),
+       {open_commands_sql(device_id="dev.id", now="%(now)s")}
+  FROM dev
+"""  # noqa: S608
+
+
+def checkin_run(*, digest, values, ip, now, data, synchronous_commit: bool):
+    """Runs the check-in statement: (device id, old status, first use, check-in interval, open
+    commands) of the device whose token has `digest`, None when no device has it. `data` is the
+    device.data event's."""
+    # The event ids are chosen here, so a retried statement that had in fact run fails on the
+    # primary key instead of recording the check-in twice.
+    row = fetchone(
+        checkin_sql(),
+        {
+            "now": now,
+            "ip": ip,
+            "values": json.dumps(values),
+            "digest": digest,
+            "data_event_id": uuid.uuid4(),
+            "online_event_id": uuid.uuid4(),
+            "data": json.dumps(data),
+            "synchronous_commit": "on" if synchronous_commit else "off",
+        },
+    )
+    if row is None:
+        return None
+    device_id, old_status, first_use, interval, _synchronous_commit, open_commands = row
+    return device_id, old_status, first_use, interval, _commands_from_json(device_id, open_commands)
+
+
+# The stale sweep ----------------------------------------------------------------------------------
+
+
+@cache
+def sweep_sql() -> str:
+    device, product = _table(Device), _table(Product)
+    online, offline = literal(DeviceStatus.ONLINE), literal(DeviceStatus.OFFLINE)
+    # The due devices come from the partial index device_online_stale_check (its condition is
+    # status = 'online', hence the literal): with nothing due the scan ends at once, and otherwise
+    # it reads only the due devices, whatever the fleet's size. A due device is marked offline when
+    # its product's threshold has passed (the portable path's filter, devices.stale._mark_sqlite);
+    # one that checked in meanwhile is only given its next look (the moment it would turn stale).
+    # FOR UPDATE re-reads a row that a check-in changed after this statement began, and the SET
+    # expressions see that version; SKIP LOCKED passes over a device checking in right now.
+    # `= ANY(ARRAY(…))` makes the update itself primary-key lookups; a join with the subquery
+    # lets the planner hash-join against a scan of the whole table.
+    # The device.offline events are recorded by the caller from the rows returned (one INSERT).
+    stale = "d.last_seen_at < %(now)s - p.offline_after * interval '1 second'"
+    return f"""
+UPDATE {device} AS d
+   SET status = CASE WHEN {stale} THEN {offline} ELSE d.status END,
+       stale_check_at = CASE WHEN {stale} THEN d.stale_check_at
+                             ELSE COALESCE(d.last_seen_at, %(now)s) + p.offline_after * interval '1 second' END
+  FROM {product} AS p
+ WHERE p.id = d.product_id AND d.status = {online} AND d.id = ANY(ARRAY(
+        SELECT s.id
+          FROM {device} AS s
+         WHERE s.status = {online} AND s.stale_check_at <= %(now)s
+         LIMIT %(limit)s
+           FOR UPDATE OF s SKIP LOCKED))
+RETURNING d.id, d.owner_id, d.last_seen_at, d.name, d.status = {offline} AS went_offline
+"""  # noqa: S608
+
+
+def sweep_run(now, *, limit) -> list[tuple]:
+    """Runs the sweep's marking statement: (device id, owner id, last seen, name, went offline) of
+    each device it looked at (at most `limit`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sweep_sql(), {"now": now, "limit": limit})
+        return cursor.fetchall()
+
+
+# The admin ----------------------------------------------------------------------------------------
+
+
+def table_rows_estimate(db, table) -> int | None:
+    """The planner's estimate of `table`'s rows on PostgreSQL connection `db` (pg_class.reltuples,
+    kept fresh by autovacuum); None when there is none."""
+    with db.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+        row = cursor.fetchone()
+    return row[0] if row else None
