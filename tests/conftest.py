@@ -7,6 +7,7 @@ using a fixture below that asks for one are marked here), so CI's second run, on
 """
 
 import os
+import threading
 
 import pytest
 from django.core.cache import cache
@@ -44,12 +45,14 @@ def _clean_cache():
 def _process_state(monkeypatch):
     """Process-wide state starts fresh in each test and is put back after it: the outbox relay's
     debounce (it would skip publishing right after another test's event), the outbox consumers (a test
-    that registers one takes it away with it), and the webhook HTTP session (its pools and adapters)."""
+    that registers one takes it away with it), the check-in's kept cursor (it belongs to a connection a
+    test may close) and the webhook HTTP session (its pools and adapters)."""
     from apps.services import sending
-    from devices import outbox
+    from devices import outbox, sql
 
     monkeypatch.setattr(outbox, "_last_relay_scheduled", float("-inf"))
     monkeypatch.setattr(outbox, "_consumers", dict(outbox._consumers))
+    monkeypatch.setattr(sql, "_kept", threading.local())
     monkeypatch.setattr(sending, "_http_session", None)
 
 
