@@ -25,7 +25,7 @@ from devices.selectors import reading_list_for_device
 from portal.errors import ApplicationError, Throttled
 from portal.http import client_ip
 
-from . import selectors, services
+from . import selectors, services, transfers
 from .forms import ClaimCodeForm, ClaimPinForm, CommandForm, PinSettingsForm, TransferForm
 
 
@@ -287,7 +287,7 @@ def device_transfer(request, pk):
     if request.method == "POST":
         if form.is_valid():
             try:
-                transfer, _token = services.transfer_offer(
+                transfer, _token = transfers.transfer_offer(
                     device=device, to_email=form.cleaned_data["to_email"], actor=request.user, ip=client_ip(request)
                 )
             except ApplicationError as exc:
@@ -298,7 +298,7 @@ def device_transfer(request, pk):
                 messages.success(
                     request,
                     f"We emailed {transfer.to_email} a link to accept {device.display_name}. "
-                    f"It works for {services.TRANSFER_DAYS} days; the device stays yours until then.",
+                    f"It works for {transfers.TRANSFER_DAYS} days; the device stays yours until then.",
                 )
                 return redirect("claiming:device", pk=device.pk)
         else:
@@ -319,7 +319,7 @@ def transfer_cancel(request, pk):
         messages.info(request, "There is no open transfer for this device.")
     else:
         try:
-            services.transfer_cancel(transfer=transfer, actor=request.user, ip=client_ip(request))
+            transfers.transfer_cancel(transfer=transfer, actor=request.user, ip=client_ip(request))
         except ApplicationError as exc:
             messages.error(request, exc.message)
         else:
@@ -332,14 +332,14 @@ def transfer_cancel(request, pk):
 def transfer_accept(request, token):
     """The recipient's page behind the emailed link: what is offered, and ACCEPT."""
     try:
-        transfer = services.transfer_get_by_token(token=token)
+        transfer = transfers.transfer_get_by_token(token=token)
     except ApplicationError as exc:
         return render(request, "claiming/transfer_invalid.html", {"message": exc.message}, status=exc.status)
     error = None
     status = HTTPStatus.OK
     if request.method == "POST":
         try:
-            device = services.transfer_accept(token=token, user=request.user, ip=client_ip(request))
+            device = transfers.transfer_accept(token=token, user=request.user, ip=client_ip(request))
         except ApplicationError as exc:
             error, status = exc.message, exc.status
         else:

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from apps.models import AppLink
-from claiming import services
+from claiming import services, transfers
 from devices.models import DeviceEvent, DeviceEventType
 from tests.factories import ApplicationFactory, ClaimCodeFactory, DeviceFactory
 
@@ -93,6 +93,6 @@ def test_transfer_removes_the_old_owners_links(owner, app, user_factory):
     bob = user_factory(email="bob@example.com")
     device = DeviceFactory(owner=owner)
     AppLink.objects.create(device=device, application=app)
-    _transfer, token = services.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
-    services.transfer_accept(token=token, user=bob, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
+    transfers.transfer_accept(token=token, user=bob, ip=None)
     assert not AppLink.objects.filter(device=device).exists()

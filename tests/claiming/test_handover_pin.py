@@ -8,7 +8,7 @@ from allauth.account.models import EmailAddress
 from django.urls import reverse
 from django.utils import timezone
 
-from claiming import services
+from claiming import services, transfers
 from claiming.services import AlreadyClaimed, ClaimError
 from devices.models import Device
 from portal.errors import ValidationError
@@ -39,8 +39,8 @@ def _preclaim_on_verification(device, previous, bob, staff):
 
 
 def _transfer(device, previous, bob, staff):
-    _offer, token = services.transfer_offer(device=device, to_email=bob.email, actor=previous, ip=None)
-    services.transfer_accept(token=token, user=bob, ip=None)
+    _offer, token = transfers.transfer_offer(device=device, to_email=bob.email, actor=previous, ip=None)
+    transfers.transfer_accept(token=token, user=bob, ip=None)
 
 
 def _reset_then_code(device, previous, bob, staff):

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from claiming import services
+from claiming import services, transfers
 from claiming.models import OwnershipEventKind
 from claiming.selectors import ownership_history_for_device
 from devices.models import Device
@@ -13,8 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _transfer(device, giver, taker):
-    _offer, token = services.transfer_offer(device=device, to_email=taker.email, actor=giver, ip=None)
-    return services.transfer_accept(token=token, user=taker, ip="203.0.113.44")
+    _offer, token = transfers.transfer_offer(device=device, to_email=taker.email, actor=giver, ip=None)
+    return transfers.transfer_accept(token=token, user=taker, ip="203.0.113.44")
 
 
 def _transfer_lines(device, viewer):

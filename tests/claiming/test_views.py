@@ -9,9 +9,10 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from claiming import limits, services
+from claiming import limits, services, transfers
 from claiming.models import OwnershipEvent, OwnershipEventKind, Transfer
 from devices.models import Command, Device, Reading
+from portal.errors import ApplicationError, NotFound
 from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -346,7 +347,7 @@ def test_transfer_emails_a_link_and_stores_only_its_digest(owner_client, owner, 
     assert mail.outbox[0].to == ["bob@example.com"]
     token = _link_path(mail.outbox[0]).rstrip("/").rsplit("/", 1)[1]
     transfer = Transfer.objects.get(device=device)
-    assert transfer.token_digest == services.transfer_token_digest(token)
+    assert transfer.token_digest == transfers.transfer_token_digest(token)
     assert token not in transfer.token_digest
     assert timedelta(days=6, hours=23) < transfer.expires_at - timezone.now() <= timedelta(days=7)
 
@@ -373,26 +374,26 @@ def test_accepting_moves_the_device_and_the_old_owner_loses_access(
 
 def test_only_the_offered_address_may_accept(owner, other_owner, bob):
     device = DeviceFactory(owner=owner)
-    _transfer, token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
-    with pytest.raises(services.ApplicationError) as caught:
-        services.transfer_accept(token=token, user=other_owner, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    with pytest.raises(ApplicationError) as caught:
+        transfers.transfer_accept(token=token, user=other_owner, ip=None)
     assert caught.value.status == HTTPStatus.FORBIDDEN
     assert Device.objects.get(pk=device.pk).owner == owner
 
 
 def test_cancelled_transfer_link_stops_working(owner_client, owner, bob):
     device = DeviceFactory(owner=owner)
-    _transfer, token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
     response = owner_client.post(reverse("claiming:transfer-cancel", args=[device.pk]))
     assert response.status_code == HTTPStatus.FOUND
-    with pytest.raises(services.NotFound):
-        services.transfer_accept(token=token, user=bob, ip=None)
+    with pytest.raises(NotFound):
+        transfers.transfer_accept(token=token, user=bob, ip=None)
     assert Device.objects.get(pk=device.pk).owner == owner
 
 
 def test_expired_transfer_link_stops_working(client, owner, bob):
     device = DeviceFactory(owner=owner)
-    transfer, token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    transfer, token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
     Transfer.objects.filter(pk=transfer.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     client.force_login(bob)
     response = client.post(reverse("claiming:transfer-accept", args=[token]))
@@ -403,18 +404,18 @@ def test_expired_transfer_link_stops_working(client, owner, bob):
 
 def test_a_new_offer_replaces_the_open_one(owner, bob):
     device = DeviceFactory(owner=owner)
-    _first, old_token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
-    services.transfer_offer(device=device, to_email="carol@example.com", actor=owner, ip=None)
-    with pytest.raises(services.NotFound):
-        services.transfer_get_by_token(token=old_token)
+    _first, old_token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    transfers.transfer_offer(device=device, to_email="carol@example.com", actor=owner, ip=None)
+    with pytest.raises(NotFound):
+        transfers.transfer_get_by_token(token=old_token)
 
 
 def test_transfer_link_after_a_reset_does_not_work(owner, bob):
     device = DeviceFactory(owner=owner)
-    _transfer, token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
     services.device_release(device=device, actor=owner, ip=None)
-    with pytest.raises(services.NotFound):
-        services.transfer_accept(token=token, user=bob, ip=None)
+    with pytest.raises(NotFound):
+        transfers.transfer_accept(token=token, user=bob, ip=None)
 
 
 def test_unknown_transfer_token_is_a_friendly_404(client, bob):

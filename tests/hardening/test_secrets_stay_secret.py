@@ -21,7 +21,7 @@ from django.urls import reverse
 
 from apps.models import AppLink
 from apps.services.links import connect_link_create
-from claiming.services import transfer_offer
+from claiming.transfers import transfer_offer
 from devices import codes
 from devices.models import Device
 from portal.secrets import random_token
