@@ -61,7 +61,7 @@ def test_device_page_lists_links_and_offers_the_others(owner_client, owner, app)
     device = DeviceFactory(owner=owner)
     other = ApplicationFactory(owner=owner, name="Reports")
     AppLink.objects.create(device=device, application=app)
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     links_section = html[html.index('id="apps"') :]
     assert "Dashboard" in links_section and "Unlink" in links_section
     assert f'<option value="{other.app_id}">Reports</option>' in links_section
@@ -70,7 +70,7 @@ def test_device_page_lists_links_and_offers_the_others(owner_client, owner, app)
 
 def test_add_to_app_from_the_device_page(owner_client, owner, app):
     device = DeviceFactory(owner=owner)
-    response = owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": app.app_id})
+    response = owner_client.post(reverse("apps-device:link", args=[device.pk]), {"application": app.app_id})
     assert response.status_code == HTTPStatus.FOUND
     assert response.url.endswith("#apps")
     assert AppLink.objects.filter(device=device, application=app).exists()
@@ -79,13 +79,13 @@ def test_add_to_app_from_the_device_page(owner_client, owner, app):
 def test_add_to_someone_elses_app_is_refused(owner_client, owner, other_owner):
     device = DeviceFactory(owner=owner)
     theirs = ApplicationFactory(owner=other_owner)
-    owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": theirs.app_id})
+    owner_client.post(reverse("apps-device:link", args=[device.pk]), {"application": theirs.app_id})
     assert not AppLink.objects.exists()
 
 
 def test_add_to_app_for_another_owners_device_is_404(owner_client, other_owner, app):
     device = DeviceFactory(owner=other_owner)
-    response = owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": app.app_id})
+    response = owner_client.post(reverse("apps-device:link", args=[device.pk]), {"application": app.app_id})
     assert response.status_code == HTTPStatus.NOT_FOUND
 
 

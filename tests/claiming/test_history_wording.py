@@ -29,7 +29,7 @@ def test_the_new_owner_reads_transferred_to_you(client, owner):
     bob = UserFactory(email="bob@example.com")
     device = _transfer(DeviceFactory(owner=owner), owner, bob)
     client.force_login(bob)
-    html = client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert 'Transferred</strong> <span class="muted">to you' in html
     assert 'Transferred</strong> <span class="muted">by you' not in html
 

@@ -7,12 +7,11 @@ from allauth.account.models import EmailAddress
 
 from claiming import limits, services, transfers
 from claiming.models import OwnershipEvent, OwnershipEventKind
-from claiming.selectors import command_list_for_device
 from claiming.services import AlreadyClaimed, ClaimError, EmailNotVerified
 from devices.command_queue import command_send
 from devices.models import Command, CommandStatus, Device, DeviceEvent, DeviceEventType
 from devices.protocol.services import device_checkin, device_provision
-from devices.selectors import reading_list_for_device
+from devices.selectors import command_list_for_device, reading_list_for_device
 from devices.services import token_digest
 from portal.errors import Conflict, Throttled, ValidationError
 from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory

@@ -225,7 +225,7 @@ def test_device_page_shows_values_chart_commands_and_history(owner_client, owner
     )
     Command.objects.create(device=device, name="reboot", expires_at=now + timedelta(hours=1))
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.CLAIMED, actor=owner, owner=owner)
-    response = owner_client.get(reverse("claiming:device", args=[device.pk]))
+    response = owner_client.get(reverse("devices:detail", args=[device.pk]))
     html = response.content.decode()
     assert response.status_code == HTTPStatus.OK
     assert "temperature" in html and "closed" in html
@@ -239,7 +239,7 @@ def test_device_page_does_not_name_earlier_owners(owner_client, owner, other_own
     OwnershipEvent.objects.create(
         device=device, kind=OwnershipEventKind.CLAIMED, actor=other_owner, owner=other_owner, ip="203.0.113.9"
     )
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert "charlie" not in html and "203.0.113.9" not in html
     assert "another account" in html
 
@@ -247,7 +247,7 @@ def test_device_page_does_not_name_earlier_owners(owner_client, owner, other_own
 def test_owner_sends_a_command(owner_client, owner):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(
-        reverse("claiming:device-command", args=[device.pk]), {"name": "set_interval", "params": '{"seconds": 30}'}
+        reverse("devices:command", args=[device.pk]), {"name": "set_interval", "params": '{"seconds": 30}'}
     )
     assert response.status_code == HTTPStatus.FOUND
     command = Command.objects.get(device=device)
@@ -257,7 +257,7 @@ def test_owner_sends_a_command(owner_client, owner):
 def test_command_with_bad_params_is_a_form_error(owner_client, owner):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(
-        reverse("claiming:device-command", args=[device.pk]), {"name": "reboot", "params": "[1"}
+        reverse("devices:command", args=[device.pk]), {"name": "reboot", "params": "[1"}
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert not Command.objects.exists()
@@ -267,7 +267,7 @@ def test_command_with_bad_params_is_a_form_error(owner_client, owner):
 def test_command_params_that_do_not_fit_are_a_params_field_error(owner_client, owner, params):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(
-        reverse("claiming:device-command", args=[device.pk]), {"name": "set_interval", "params": params}
+        reverse("devices:command", args=[device.pk]), {"name": "set_interval", "params": params}
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.context["command_form"].errors["params"] == [
@@ -281,7 +281,7 @@ def test_command_params_that_do_not_fit_are_a_params_field_error(owner_client, o
 
 def test_the_command_form_lists_each_commands_parameters(owner_client, owner):
     device = DeviceFactory(owner=owner)
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert "set_interval: seconds (a whole number from 1 to 86 400, required)" in html
 
 
@@ -318,7 +318,7 @@ def test_reset_releases_the_device_and_the_owner_loses_it(owner_client, owner):
     response = owner_client.post(reverse("claiming:device-reset", args=[device.pk]))
     assert response.status_code == HTTPStatus.FOUND
     assert Device.objects.get(pk=device.pk).owner is None
-    assert owner_client.get(reverse("claiming:device", args=[device.pk])).status_code == HTTPStatus.NOT_FOUND
+    assert owner_client.get(reverse("devices:detail", args=[device.pk])).status_code == HTTPStatus.NOT_FOUND
 
 
 # --- transfer ---
@@ -368,7 +368,7 @@ def test_accepting_moves_the_device_and_the_old_owner_loses_access(
     assert response.status_code == HTTPStatus.FOUND
     device.refresh_from_db()
     assert device.owner == bob
-    assert owner_client.get(reverse("claiming:device", args=[device.pk])).status_code == HTTPStatus.NOT_FOUND
+    assert owner_client.get(reverse("devices:detail", args=[device.pk])).status_code == HTTPStatus.NOT_FOUND
     assert OwnershipEvent.objects.filter(device=device, kind=OwnershipEventKind.TRANSFERRED, owner=bob).exists()
 
 
@@ -432,6 +432,6 @@ def test_device_page_renders_whatever_numbers_the_device_checked_in(owner_client
     token = provision_token(client, device)
     for values in ({"t": 1.5}, {"t": int("9" * 400)}, {"t": 1e308}, {"t": -1e308}, {"t": 2}):
         assert checkin(client, token, values).status_code == HTTPStatus.OK
-    response = owner_client.get(reverse("claiming:device", args=[device.pk]))
+    response = owner_client.get(reverse("devices:detail", args=[device.pk]))
     assert response.status_code == HTTPStatus.OK
     assert "<polyline" in response.content.decode()
