@@ -98,7 +98,7 @@ def _rows(sections):
 def page_context(request, device, **overrides):
     """The device page's context: the panels `request.user` may see, in their slots, and their keys."""
     shown = [panel for panel in registered() if access.may(request.user, device, panel.capability)]
-    context = {"device": device}
+    context = {"device": device, "panels": None}  # the page's own keys: a panel setting them is a clash
     owners = {}
     for panel in shown:
         if panel.context is None:
