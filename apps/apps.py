@@ -8,8 +8,16 @@ class AppsConfig(AppConfig):
     verbose_name = "Applications"
 
     def ready(self):
-        from devices import outbox
+        from devices import access, outbox, panels
 
+        from . import device_views
         from .services import fanout
 
         outbox.register_consumer("apps.deliveries", fanout.deliveries_fan_out)
+        panels.register(
+            "applications",
+            "apps/device_panels/applications.html",
+            context=device_views.applications_context,
+            order=400,
+            capability=access.MANAGE,
+        )

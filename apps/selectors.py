@@ -211,3 +211,8 @@ def app_link_count_for_others(user, application) -> int:
     """How many devices of other owners are linked to `user`'s application (through connect links)."""
     others = AppLink.objects.filter(application=application)
     return others.exclude(device__in=access.devices_visible_to(user, access.MANAGE)).count()
+
+
+def app_link_list_for_device(device):
+    """The applications `device` is linked to, by name (a device its caller got from `devices.access`)."""
+    return list(AppLink.objects.filter(device=device).select_related("application").order_by("application__name"))

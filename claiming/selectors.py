@@ -1,16 +1,11 @@
-"""Reads for the owner's pages of claiming: ownership history, transfer offers, linked applications.
+"""Reads for the owner's pages of claiming: ownership history, transfer offers.
 
 Every function takes a device the caller already got from `devices.access.device_for`.
 """
 
-from apps.models import AppLink
-from devices import access
-from devices.models import Command
-
 from .models import OwnershipEvent, OwnershipEventKind, Transfer
 
 HISTORY_LIMIT = 50
-COMMAND_LIMIT = 20
 
 
 def ownership_history_for_device(device, *, viewer, limit=HISTORY_LIMIT):
@@ -41,15 +36,3 @@ def ownership_history_for_device(device, *, viewer, limit=HISTORY_LIMIT):
 
 def transfer_open_for_device(device):
     return Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).first()
-
-
-def app_link_list_for_device(device):
-    return list(AppLink.objects.filter(device=device).select_related("application").order_by("application__name"))
-
-
-def command_list_for_device(device, *, limit=COMMAND_LIMIT):
-    """The commands sent since the device's owner got it: an earlier owner's are not theirs to read."""
-    commands = access.history_since(
-        Command.objects.filter(device=device), "created_at", access.history_start_for_user(device)
-    )
-    return list(commands.order_by("-created_at")[:limit])

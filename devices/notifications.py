@@ -288,7 +288,7 @@ def _device_url_builder():
     """Device page URLs by substitution into one reversed URL: a reverse() per device listed
     would be the largest cost of a big sweep's emails."""
     placeholder = "00000000-0000-0000-0000-000000000000"
-    template = settings.PORTAL_BASE_URL + reverse("claiming:device", args=[placeholder])
+    template = settings.PORTAL_BASE_URL + reverse("devices:detail", args=[placeholder])
     return lambda device: template.replace(placeholder, str(device.pk))
 
 

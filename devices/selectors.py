@@ -6,7 +6,7 @@ Who may see which device is decided in `devices.access`; every function here sta
 from django.db.models import Count, F
 
 from . import access
-from .models import Device, DeviceStatus, Reading
+from .models import Command, Device, DeviceStatus, Reading
 
 DEVICE_SORTS = {
     "serial": ("serial",),
@@ -18,6 +18,7 @@ DEVICE_SORTS = {
     "last_seen": ("last_seen_at", "serial"),
     "-last_seen": ("-last_seen_at", "serial"),
 }
+COMMAND_LIMIT = 20
 
 
 def device_list_for_owner(user):
@@ -65,3 +66,12 @@ def reading_list_for_device(device: Device, *, limit=200) -> list[Reading]:
     readings = list(readings.order_by("-recorded_at")[:limit])
     readings.reverse()
     return readings
+
+
+def command_list_for_device(device: Device, *, limit=COMMAND_LIMIT) -> list[Command]:
+    """The commands sent since the device's owner got it, newest first: an earlier owner's are not
+    theirs to read."""
+    commands = access.history_since(
+        Command.objects.filter(device=device), "created_at", access.history_start_for_user(device)
+    )
+    return list(commands.order_by("-created_at")[:limit])

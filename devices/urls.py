@@ -1,12 +1,15 @@
 from django.urls import path
 
-from . import notification_views, views
+from . import device_page, notification_views, views
 
 app_name = "devices"
 
-# The device page itself (/devices/<uuid>/) shows data of several apps and is served by claiming.
+# The device page (/devices/<uuid>/) is devices'; apps and claiming add panels to it (devices/panels.py)
+# and serve their panels' actions under the same /devices/<uuid>/ prefix from their own URL confs.
 urlpatterns = [
     path("", views.device_list, name="list"),
+    path("<uuid:pk>/", device_page.device_detail, name="detail"),
+    path("<uuid:pk>/commands/", device_page.device_command_send, name="command"),
     path("<uuid:pk>/rename/", views.device_rename, name="rename"),
     path("<uuid:pk>/credentials/revoke/", views.device_credentials_revoke, name="credentials-revoke"),
     path("notifications/", notification_views.notification_settings, name="notifications"),

@@ -98,7 +98,7 @@ def device_rename(request, pk):
                 form.add_error("name", exc.message)
             else:
                 messages.success(request, f"Renamed to {device.display_name}.")
-                return redirect(back or reverse("claiming:device", args=[device.pk]))
+                return redirect(back or reverse("devices:detail", args=[device.pk]))
         status = HTTPStatus.BAD_REQUEST
     return render(request, "devices/rename.html", {"device": device, "form": form, "next": back}, status=status)
 
@@ -111,5 +111,5 @@ def device_credentials_revoke(request, pk):
     if request.method == "POST":
         services.device_credentials_revoke(device=device, actor=request.user)
         messages.success(request, "Credentials revoked. The device gets new ones at its next provisioning poll.")
-        return redirect(reverse("claiming:device", args=[device.pk]))
+        return redirect(reverse("devices:detail", args=[device.pk]))
     return render(request, "devices/credentials_revoke.html", {"device": device})

@@ -18,6 +18,7 @@ urlpatterns = [
     # Owner pages
     path("", include("claiming.urls")),
     path("devices/", include("devices.urls")),
+    path("devices/", include("apps.device_urls")),
     path("apps/", include("apps.urls")),
     # Integrators
     path("api/v1/", include("apps.api.urls")),

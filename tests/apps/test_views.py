@@ -189,7 +189,7 @@ def test_linking_and_unlinking_from_the_application_page(owner_client, owner, ow
 def test_linking_from_the_device_page_returns_there(owner_client, owner):
     managed = ApplicationFactory(owner=None, managed=True)
     device = DeviceFactory(owner=owner)
-    back = reverse("claiming:device", args=[device.pk])
+    back = reverse("devices:detail", args=[device.pk])
     response = owner_client.post(
         reverse("apps:device-link", args=[managed.app_id]), {"device": device.pk, "next": back}
     )
@@ -310,7 +310,7 @@ def test_another_owner_gets_404_on_every_application_url(client, other_owner, ow
 def test_an_app_id_no_database_can_hold_is_refused_cleanly(owner_client, owner):
     assert owner_client.get("/apps/abc%00def/").status_code == HTTPStatus.BAD_REQUEST
     device = DeviceFactory(owner=owner)
-    response = owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": "a\x00b"})
+    response = owner_client.post(reverse("apps-device:link", args=[device.pk]), {"application": "a\x00b"})
     assert response.status_code == HTTPStatus.FOUND
     assert not AppLink.objects.filter(device=device).exists()
 

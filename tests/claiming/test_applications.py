@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from apps.models import AppLink
-from claiming import services
+from claiming import services, transfers
 from devices.models import DeviceEvent, DeviceEventType
 from tests.factories import ApplicationFactory, ClaimCodeFactory, DeviceFactory
 
@@ -61,7 +61,7 @@ def test_device_page_lists_links_and_offers_the_others(owner_client, owner, app)
     device = DeviceFactory(owner=owner)
     other = ApplicationFactory(owner=owner, name="Reports")
     AppLink.objects.create(device=device, application=app)
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     links_section = html[html.index('id="apps"') :]
     assert "Dashboard" in links_section and "Unlink" in links_section
     assert f'<option value="{other.app_id}">Reports</option>' in links_section
@@ -70,7 +70,7 @@ def test_device_page_lists_links_and_offers_the_others(owner_client, owner, app)
 
 def test_add_to_app_from_the_device_page(owner_client, owner, app):
     device = DeviceFactory(owner=owner)
-    response = owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": app.app_id})
+    response = owner_client.post(reverse("apps-device:link", args=[device.pk]), {"application": app.app_id})
     assert response.status_code == HTTPStatus.FOUND
     assert response.url.endswith("#apps")
     assert AppLink.objects.filter(device=device, application=app).exists()
@@ -79,13 +79,13 @@ def test_add_to_app_from_the_device_page(owner_client, owner, app):
 def test_add_to_someone_elses_app_is_refused(owner_client, owner, other_owner):
     device = DeviceFactory(owner=owner)
     theirs = ApplicationFactory(owner=other_owner)
-    owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": theirs.app_id})
+    owner_client.post(reverse("apps-device:link", args=[device.pk]), {"application": theirs.app_id})
     assert not AppLink.objects.exists()
 
 
 def test_add_to_app_for_another_owners_device_is_404(owner_client, other_owner, app):
     device = DeviceFactory(owner=other_owner)
-    response = owner_client.post(reverse("claiming:device-app-link", args=[device.pk]), {"application": app.app_id})
+    response = owner_client.post(reverse("apps-device:link", args=[device.pk]), {"application": app.app_id})
     assert response.status_code == HTTPStatus.NOT_FOUND
 
 
@@ -93,6 +93,6 @@ def test_transfer_removes_the_old_owners_links(owner, app, user_factory):
     bob = user_factory(email="bob@example.com")
     device = DeviceFactory(owner=owner)
     AppLink.objects.create(device=device, application=app)
-    _transfer, token = services.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
-    services.transfer_accept(token=token, user=bob, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
+    transfers.transfer_accept(token=token, user=bob, ip=None)
     assert not AppLink.objects.filter(device=device).exists()

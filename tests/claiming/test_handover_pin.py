@@ -8,7 +8,7 @@ from allauth.account.models import EmailAddress
 from django.urls import reverse
 from django.utils import timezone
 
-from claiming import services
+from claiming import services, transfers
 from claiming.services import AlreadyClaimed, ClaimError
 from devices.models import Device
 from portal.errors import ValidationError
@@ -39,8 +39,8 @@ def _preclaim_on_verification(device, previous, bob, staff):
 
 
 def _transfer(device, previous, bob, staff):
-    _offer, token = services.transfer_offer(device=device, to_email=bob.email, actor=previous, ip=None)
-    services.transfer_accept(token=token, user=bob, ip=None)
+    _offer, token = transfers.transfer_offer(device=device, to_email=bob.email, actor=previous, ip=None)
+    transfers.transfer_accept(token=token, user=bob, ip=None)
 
 
 def _reset_then_code(device, previous, bob, staff):
@@ -114,7 +114,7 @@ def test_a_claim_by_code_leaves_no_pin_for_another_to_use(owner, other_owner):
 
 def test_the_new_owner_s_pin_form_does_not_offer_to_keep_a_pin(client, handed_over, bob):
     client.force_login(bob)
-    html = client.get(reverse("claiming:device", args=[handed_over.pk])).content.decode()
+    html = client.get(reverse("devices:detail", args=[handed_over.pk])).content.decode()
     assert "keep the current PIN" not in html
     response = client.post(reverse("claiming:device-pin", args=[handed_over.pk]), {"pin": "", "claimable": "on"})
     assert b"Set a PIN" in response.content
@@ -124,7 +124,7 @@ def test_the_new_owner_s_pin_form_does_not_offer_to_keep_a_pin(client, handed_ov
 def test_an_owner_who_set_a_pin_may_keep_it(owner_client, owner):
     device = DeviceFactory(owner=owner, claimable=False)
     services.device_pin_set(device=device, pin="Mine1234", claimable=False, actor=owner, ip=IP)
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert "keep the current PIN" in html
 
 

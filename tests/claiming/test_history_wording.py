@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from claiming import services
+from claiming import services, transfers
 from claiming.models import OwnershipEventKind
 from claiming.selectors import ownership_history_for_device
 from devices.models import Device
@@ -13,8 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _transfer(device, giver, taker):
-    _offer, token = services.transfer_offer(device=device, to_email=taker.email, actor=giver, ip=None)
-    return services.transfer_accept(token=token, user=taker, ip="203.0.113.44")
+    _offer, token = transfers.transfer_offer(device=device, to_email=taker.email, actor=giver, ip=None)
+    return transfers.transfer_accept(token=token, user=taker, ip="203.0.113.44")
 
 
 def _transfer_lines(device, viewer):
@@ -29,7 +29,7 @@ def test_the_new_owner_reads_transferred_to_you(client, owner):
     bob = UserFactory(email="bob@example.com")
     device = _transfer(DeviceFactory(owner=owner), owner, bob)
     client.force_login(bob)
-    html = client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert 'Transferred</strong> <span class="muted">to you' in html
     assert 'Transferred</strong> <span class="muted">by you' not in html
 

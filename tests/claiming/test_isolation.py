@@ -12,15 +12,15 @@ pytestmark = pytest.mark.django_db
 
 # (url name, method, POST data): every page and action scoped to one device.
 OWNER_URLS = [
-    ("claiming:device", "get", None),
+    ("devices:detail", "get", None),
     ("claiming:device-reset", "get", None),
     ("claiming:device-reset", "post", {}),
     ("claiming:device-transfer", "get", None),
     ("claiming:device-transfer", "post", {"to_email": "someone@example.com"}),
     ("claiming:transfer-cancel", "post", {}),
     ("claiming:device-pin", "post", {"pin": "1234abcd", "claimable": "on"}),
-    ("claiming:device-command", "post", {"name": "reboot"}),
-    ("claiming:device-app-link", "post", {"application": "app_none"}),
+    ("devices:command", "post", {"name": "reboot"}),
+    ("apps-device:link", "post", {"application": "app_none"}),
     ("devices:rename", "get", None),
     ("devices:rename", "post", {"name": "Mine now"}),
 ]

@@ -161,5 +161,5 @@ def test_the_documented_bounds_are_the_ones_enforced():
 
 def test_the_owner_is_advised_to_choose_a_longer_pin(owner_client, owner):
     device = DeviceFactory(owner=owner)
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert "6 or more are far harder to guess" in html

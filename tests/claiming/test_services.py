@@ -5,14 +5,13 @@ from http import HTTPStatus
 import pytest
 from allauth.account.models import EmailAddress
 
-from claiming import limits, services
+from claiming import limits, services, transfers
 from claiming.models import OwnershipEvent, OwnershipEventKind
-from claiming.selectors import command_list_for_device
 from claiming.services import AlreadyClaimed, ClaimError, EmailNotVerified
 from devices.command_queue import command_send
 from devices.models import Command, CommandStatus, Device, DeviceEvent, DeviceEventType
 from devices.protocol.services import device_checkin, device_provision
-from devices.selectors import reading_list_for_device
+from devices.selectors import command_list_for_device, reading_list_for_device
 from devices.services import token_digest
 from portal.errors import Conflict, Throttled, ValidationError
 from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
@@ -324,8 +323,8 @@ def test_the_next_owner_s_device_never_runs_the_previous_owner_s_commands(owner,
     bob = user_factory(email="bob@example.com")
     device = DeviceFactory(owner=owner)
     command_send(device=device, name="reboot", sent_by_user=owner)
-    _transfer, token = services.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
-    services.transfer_accept(token=token, user=bob, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
+    transfers.transfer_accept(token=token, user=bob, ip=None)
     answer = device_provision(serial=device.serial, factory_key=device.raw_factory_key)
     assert answer["state"] == "claimed"
     assert device_checkin(token=answer["credentials"]["token"], values={}, ip=IP)["commands"] == []
@@ -417,8 +416,8 @@ def test_a_preclaim_turns_pin_claiming_off(staff, owner):
 def test_after_a_transfer_the_old_pin_cannot_take_the_device_back(owner, user_factory):
     bob = user_factory(email="bob@example.com")
     device = DeviceFactory(owner=owner, raw_pin="2468")  # claiming left on by the first owner
-    _transfer, token = services.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
-    services.transfer_accept(token=token, user=bob, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
+    transfers.transfer_accept(token=token, user=bob, ip=None)
     with pytest.raises(ClaimError):  # the PIN went with the transfer: it reads as a wrong one
         services.device_claim_by_pin(user=owner, serial=device.serial, pin="2468", ip=IP)
     assert Device.objects.get(pk=device.pk).owner == bob
@@ -432,8 +431,8 @@ def test_the_next_owner_sees_nothing_the_device_did_for_the_previous_one(owner, 
     device_checkin(token=answer["credentials"]["token"], values={"door": "open"}, ip="203.0.113.50")
     command_send(device=device, name="identify", sent_by_user=owner)
     if handover == "transfer":
-        _transfer, token = services.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
-        services.transfer_accept(token=token, user=bob, ip=None)
+        _transfer, token = transfers.transfer_offer(device=device, to_email=bob.email, actor=owner, ip=None)
+        transfers.transfer_accept(token=token, user=bob, ip=None)
     elif handover == "reset_and_claim":
         services.device_release(device=Device.objects.get(pk=device.pk), actor=owner, ip=IP)
         claim_code(bob, code.raw_code)

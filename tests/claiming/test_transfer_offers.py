@@ -7,7 +7,7 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from claiming import services
+from claiming import transfers
 from claiming.models import Transfer
 from portal.errors import Throttled
 from tests.factories import DeviceFactory, ProductFactory, UserFactory
@@ -18,7 +18,7 @@ NICKNAME = "WIN A PRIZE at prizes.example"
 
 
 def _offer(device, to, actor):
-    return services.transfer_offer(device=device, to_email=to, actor=actor, ip=None)
+    return transfers.transfer_offer(device=device, to_email=to, actor=actor, ip=None)
 
 
 def test_the_offer_email_names_product_and_serial_not_the_nickname(owner, django_capture_on_commit_callbacks):
@@ -42,7 +42,7 @@ def test_the_accept_page_does_not_show_the_nickname(client, owner):
 
 
 def test_offers_per_sender_are_limited(owner):
-    limit, _window = services.TRANSFER_OFFERS_PER_USER[0]
+    limit, _window = transfers.TRANSFER_OFFERS_PER_USER[0]
     devices = DeviceFactory.create_batch(limit + 1, owner=owner)
     for n, device in enumerate(devices[:limit]):
         _offer(device, f"person{n}@example.com", owner)
@@ -54,7 +54,7 @@ def test_offers_per_sender_are_limited(owner):
 
 def test_resending_one_offer_over_and_over_is_limited_too(owner):
     device = DeviceFactory(owner=owner)
-    limit, _window = services.TRANSFER_OFFERS_PER_USER[0]
+    limit, _window = transfers.TRANSFER_OFFERS_PER_USER[0]
     for _ in range(limit):
         _offer(device, "bob@example.com", owner)
     with pytest.raises(Throttled):
@@ -62,7 +62,7 @@ def test_resending_one_offer_over_and_over_is_limited_too(owner):
 
 
 def test_offers_to_one_address_are_limited_across_senders():
-    limit, _window = services.TRANSFER_OFFERS_PER_RECIPIENT
+    limit, _window = transfers.TRANSFER_OFFERS_PER_RECIPIENT
     senders = UserFactory.create_batch(limit + 1)
     for sender in senders[:limit]:
         _offer(DeviceFactory(owner=sender), "target@example.com", sender)
@@ -73,7 +73,7 @@ def test_offers_to_one_address_are_limited_across_senders():
 def test_a_sender_past_the_limit_gets_a_form_error_with_429_and_no_email(
     owner_client, owner, django_capture_on_commit_callbacks
 ):
-    limit, _window = services.TRANSFER_OFFERS_PER_USER[0]
+    limit, _window = transfers.TRANSFER_OFFERS_PER_USER[0]
     device = DeviceFactory(owner=owner)
     for n in range(limit):
         _offer(device, f"person{n}@example.com", owner)

@@ -9,9 +9,10 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from claiming import limits, services
+from claiming import limits, services, transfers
 from claiming.models import OwnershipEvent, OwnershipEventKind, Transfer
 from devices.models import Command, Device, Reading
+from portal.errors import ApplicationError, NotFound
 from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -224,7 +225,7 @@ def test_device_page_shows_values_chart_commands_and_history(owner_client, owner
     )
     Command.objects.create(device=device, name="reboot", expires_at=now + timedelta(hours=1))
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.CLAIMED, actor=owner, owner=owner)
-    response = owner_client.get(reverse("claiming:device", args=[device.pk]))
+    response = owner_client.get(reverse("devices:detail", args=[device.pk]))
     html = response.content.decode()
     assert response.status_code == HTTPStatus.OK
     assert "temperature" in html and "closed" in html
@@ -238,7 +239,7 @@ def test_device_page_does_not_name_earlier_owners(owner_client, owner, other_own
     OwnershipEvent.objects.create(
         device=device, kind=OwnershipEventKind.CLAIMED, actor=other_owner, owner=other_owner, ip="203.0.113.9"
     )
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert "charlie" not in html and "203.0.113.9" not in html
     assert "another account" in html
 
@@ -246,7 +247,7 @@ def test_device_page_does_not_name_earlier_owners(owner_client, owner, other_own
 def test_owner_sends_a_command(owner_client, owner):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(
-        reverse("claiming:device-command", args=[device.pk]), {"name": "set_interval", "params": '{"seconds": 30}'}
+        reverse("devices:command", args=[device.pk]), {"name": "set_interval", "params": '{"seconds": 30}'}
     )
     assert response.status_code == HTTPStatus.FOUND
     command = Command.objects.get(device=device)
@@ -256,7 +257,7 @@ def test_owner_sends_a_command(owner_client, owner):
 def test_command_with_bad_params_is_a_form_error(owner_client, owner):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(
-        reverse("claiming:device-command", args=[device.pk]), {"name": "reboot", "params": "[1"}
+        reverse("devices:command", args=[device.pk]), {"name": "reboot", "params": "[1"}
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert not Command.objects.exists()
@@ -266,7 +267,7 @@ def test_command_with_bad_params_is_a_form_error(owner_client, owner):
 def test_command_params_that_do_not_fit_are_a_params_field_error(owner_client, owner, params):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(
-        reverse("claiming:device-command", args=[device.pk]), {"name": "set_interval", "params": params}
+        reverse("devices:command", args=[device.pk]), {"name": "set_interval", "params": params}
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.context["command_form"].errors["params"] == [
@@ -280,7 +281,7 @@ def test_command_params_that_do_not_fit_are_a_params_field_error(owner_client, o
 
 def test_the_command_form_lists_each_commands_parameters(owner_client, owner):
     device = DeviceFactory(owner=owner)
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert "set_interval: seconds (a whole number from 1 to 86 400, required)" in html
 
 
@@ -317,7 +318,7 @@ def test_reset_releases_the_device_and_the_owner_loses_it(owner_client, owner):
     response = owner_client.post(reverse("claiming:device-reset", args=[device.pk]))
     assert response.status_code == HTTPStatus.FOUND
     assert Device.objects.get(pk=device.pk).owner is None
-    assert owner_client.get(reverse("claiming:device", args=[device.pk])).status_code == HTTPStatus.NOT_FOUND
+    assert owner_client.get(reverse("devices:detail", args=[device.pk])).status_code == HTTPStatus.NOT_FOUND
 
 
 # --- transfer ---
@@ -346,7 +347,7 @@ def test_transfer_emails_a_link_and_stores_only_its_digest(owner_client, owner, 
     assert mail.outbox[0].to == ["bob@example.com"]
     token = _link_path(mail.outbox[0]).rstrip("/").rsplit("/", 1)[1]
     transfer = Transfer.objects.get(device=device)
-    assert transfer.token_digest == services.transfer_token_digest(token)
+    assert transfer.token_digest == transfers.transfer_token_digest(token)
     assert token not in transfer.token_digest
     assert timedelta(days=6, hours=23) < transfer.expires_at - timezone.now() <= timedelta(days=7)
 
@@ -367,32 +368,32 @@ def test_accepting_moves_the_device_and_the_old_owner_loses_access(
     assert response.status_code == HTTPStatus.FOUND
     device.refresh_from_db()
     assert device.owner == bob
-    assert owner_client.get(reverse("claiming:device", args=[device.pk])).status_code == HTTPStatus.NOT_FOUND
+    assert owner_client.get(reverse("devices:detail", args=[device.pk])).status_code == HTTPStatus.NOT_FOUND
     assert OwnershipEvent.objects.filter(device=device, kind=OwnershipEventKind.TRANSFERRED, owner=bob).exists()
 
 
 def test_only_the_offered_address_may_accept(owner, other_owner, bob):
     device = DeviceFactory(owner=owner)
-    _transfer, token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
-    with pytest.raises(services.ApplicationError) as caught:
-        services.transfer_accept(token=token, user=other_owner, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    with pytest.raises(ApplicationError) as caught:
+        transfers.transfer_accept(token=token, user=other_owner, ip=None)
     assert caught.value.status == HTTPStatus.FORBIDDEN
     assert Device.objects.get(pk=device.pk).owner == owner
 
 
 def test_cancelled_transfer_link_stops_working(owner_client, owner, bob):
     device = DeviceFactory(owner=owner)
-    _transfer, token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
     response = owner_client.post(reverse("claiming:transfer-cancel", args=[device.pk]))
     assert response.status_code == HTTPStatus.FOUND
-    with pytest.raises(services.NotFound):
-        services.transfer_accept(token=token, user=bob, ip=None)
+    with pytest.raises(NotFound):
+        transfers.transfer_accept(token=token, user=bob, ip=None)
     assert Device.objects.get(pk=device.pk).owner == owner
 
 
 def test_expired_transfer_link_stops_working(client, owner, bob):
     device = DeviceFactory(owner=owner)
-    transfer, token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    transfer, token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
     Transfer.objects.filter(pk=transfer.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     client.force_login(bob)
     response = client.post(reverse("claiming:transfer-accept", args=[token]))
@@ -403,18 +404,18 @@ def test_expired_transfer_link_stops_working(client, owner, bob):
 
 def test_a_new_offer_replaces_the_open_one(owner, bob):
     device = DeviceFactory(owner=owner)
-    _first, old_token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
-    services.transfer_offer(device=device, to_email="carol@example.com", actor=owner, ip=None)
-    with pytest.raises(services.NotFound):
-        services.transfer_get_by_token(token=old_token)
+    _first, old_token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    transfers.transfer_offer(device=device, to_email="carol@example.com", actor=owner, ip=None)
+    with pytest.raises(NotFound):
+        transfers.transfer_get_by_token(token=old_token)
 
 
 def test_transfer_link_after_a_reset_does_not_work(owner, bob):
     device = DeviceFactory(owner=owner)
-    _transfer, token = services.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
+    _transfer, token = transfers.transfer_offer(device=device, to_email="bob@example.com", actor=owner, ip=None)
     services.device_release(device=device, actor=owner, ip=None)
-    with pytest.raises(services.NotFound):
-        services.transfer_accept(token=token, user=bob, ip=None)
+    with pytest.raises(NotFound):
+        transfers.transfer_accept(token=token, user=bob, ip=None)
 
 
 def test_unknown_transfer_token_is_a_friendly_404(client, bob):
@@ -431,6 +432,6 @@ def test_device_page_renders_whatever_numbers_the_device_checked_in(owner_client
     token = provision_token(client, device)
     for values in ({"t": 1.5}, {"t": int("9" * 400)}, {"t": 1e308}, {"t": -1e308}, {"t": 2}):
         assert checkin(client, token, values).status_code == HTTPStatus.OK
-    response = owner_client.get(reverse("claiming:device", args=[device.pk]))
+    response = owner_client.get(reverse("devices:detail", args=[device.pk]))
     assert response.status_code == HTTPStatus.OK
     assert "<polyline" in response.content.decode()

@@ -65,7 +65,7 @@ def test_the_owner_page_shows_when_and_from_where_the_credentials_were_taken(own
     provision(client, device, REMOTE_ADDR="198.51.100.23")
     device.refresh_from_db()
     assert device.token_issued_ip == "198.51.100.23"
-    html = owner_client.get(reverse("claiming:device", args=[device.pk])).content.decode()
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
     assert "198.51.100.23" in html
     assert device.token_issued_at.strftime("%-d %b %Y, %H:%M") in html
     assert reverse("devices:credentials-revoke", args=[device.pk]) in html
@@ -81,7 +81,7 @@ def test_the_owner_revokes_the_credentials_and_the_device_provisions_again(owner
     assert owner_client.get(url).status_code == HTTPStatus.OK  # the confirmation page
     response = owner_client.post(url)
     assert response.status_code == HTTPStatus.FOUND
-    assert response["Location"] == reverse("claiming:device", args=[device.pk])
+    assert response["Location"] == reverse("devices:detail", args=[device.pk])
 
     assert checkin(client, token).status_code == HTTPStatus.UNAUTHORIZED
     assert _crl(client, device.product).get_revoked_certificate_by_serial_number(cert.serial_number) is not None

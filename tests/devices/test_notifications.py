@@ -71,7 +71,7 @@ def test_one_email_per_owner_lists_every_device_that_went_offline(clock, owner, 
     assert email.subject == "[Device Owner Portal] 3 devices are offline"
     for device in mine:
         assert device.serial in email.body
-        assert reverse("claiming:device", args=[device.pk]) in email.body
+        assert reverse("devices:detail", args=[device.pk]) in email.body
     assert "Garage" not in email.body
     assert sent_to(other_owner.email)[0].subject == "[Device Owner Portal] Garage is offline"
 

@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from django.urls import reverse
 
-from claiming.services import device_release, transfer_accept, transfer_offer
+from claiming.services import device_release
+from claiming.transfers import transfer_accept, transfer_offer
 from devices.models import Device, RevokedCertificate
 from devices.services import device_credentials_revoke
 

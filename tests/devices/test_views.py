@@ -126,7 +126,7 @@ def test_rename_refuses_an_outside_next(owner_client, owner):
     response = owner_client.post(
         reverse("devices:rename", args=[device.pk]), {"name": "x", "next": "https://evil.example/"}
     )
-    assert response.url == reverse("claiming:device", args=[device.pk])
+    assert response.url == reverse("devices:detail", args=[device.pk])
 
 
 def test_rename_to_empty_shows_the_serial(owner_client, owner):

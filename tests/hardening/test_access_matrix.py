@@ -27,8 +27,8 @@ PUBLIC_PREFIXES = ("accounts/",)  # allauth
 
 # Owner pages about one device (<uuid:pk>) or one application (<app_id>), and owner-wide pages.
 DEVICE_PAGES = {
-    "claiming:device", "claiming:device-reset", "claiming:device-transfer", "claiming:transfer-cancel",
-    "claiming:device-pin", "claiming:device-command", "claiming:device-app-link", "devices:rename",
+    "devices:detail", "claiming:device-reset", "claiming:device-transfer", "claiming:transfer-cancel",
+    "claiming:device-pin", "devices:command", "apps-device:link", "devices:rename",
     "devices:notifications-device", "devices:credentials-revoke",
 }
 APP_PAGES = {

@@ -21,7 +21,7 @@ from django.urls import reverse
 
 from apps.models import AppLink
 from apps.services.links import connect_link_create
-from claiming.services import transfer_offer
+from claiming.transfers import transfer_offer
 from devices import codes
 from devices.models import Device
 from portal.secrets import random_token
@@ -88,7 +88,7 @@ def test_no_secret_reaches_logs_pages_or_errors(client, owner, secrets_world, ca
     for secret in (application.raw_secret, application.raw_secret[:-1]):
         seen.append(client.get("/api/v1/devices", HTTP_AUTHORIZATION=_basic(application.app_id, secret)))
     # The owner's pages.
-    for url in (reverse("devices:list"), reverse("claiming:device", args=[device.pk]), reverse("apps:list"),
+    for url in (reverse("devices:list"), reverse("devices:detail", args=[device.pk]), reverse("apps:list"),
                 reverse("apps:detail", args=[application.app_id])):
         seen.append(client.get(url))
     assert all(response.status_code < 500 for response in seen)
