@@ -122,20 +122,24 @@ def _cpu_seconds(pids):
 class Gunicorn:
     """gunicorn serving bench.wsgi (the portal plus the baselines), or `app`, with a fixed worker count."""
 
-    def __init__(self, env, workers=2, app="bench.wsgi:application"):
+    def __init__(self, env, workers=2, app="bench.wsgi:application", log_path=None):
         self.env = env
         self.workers = workers
         self.app = app
+        self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self):
+        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "gunicorn", self.app, "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--worker-class", "sync", "--log-level", "warning",
              "--backlog", "2048"],
-            cwd=ROOT, env=self.env,
+            cwd=ROOT, env=self.env, stdout=log, stderr=log,
         )
+        if log:
+            log.close()
         deadline = time.time() + 30
         while time.time() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
