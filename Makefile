@@ -46,11 +46,12 @@ bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The reliability and security drills on this machine's PostgreSQL and Redis, printing their figures
-# (they also run inside `make test`), then 200 owners claiming through gunicorn at once.
+# (they also run inside `make test`): among them the two-hosts drill (two web servers, two workers,
+# two beats, one of each killed), then 200 owners claiming through gunicorn at once.
 DRILL_ENV := CI=true DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal REDIS_URL=redis://127.0.0.1:6379/0
 drills: install
 	bash .ci/services
-	$(DRILL_ENV) $(BIN)/pytest -s -q tests/hardening tests/apps/test_worker.py tests/claiming/test_race.py \
+	$(DRILL_ENV) $(BIN)/pytest -s -q tests/hardening tests/drills tests/apps/test_worker.py tests/claiming/test_race.py \
 		tests/devices/test_outbox.py tests/apps/test_health.py tests/apps/test_ssrf.py tests/apps/test_schema.py
 	$(BIN)/python bench/bench_claims.py --owners 200
 

@@ -3,6 +3,10 @@ baselines, wrk as the load generator, and CPU accounting of the server processes
 
 Figures are ratios against the baselines measured in the same run; absolute numbers on these
 machines are noise.
+
+The portal's own processes, as production starts them, are started here for the benchmarks and
+for the tests that need real ones (the delivery tests' worker, the two-hosts drill): `Gunicorn`,
+`CeleryWorker` and `CeleryBeat`.
 """
 
 import contextlib
@@ -116,21 +120,26 @@ def _cpu_seconds(pids):
 
 
 class Gunicorn:
-    """gunicorn serving bench.wsgi (the portal plus the baselines) with a fixed worker count."""
+    """gunicorn serving bench.wsgi (the portal plus the baselines), or `app`, with a fixed worker count."""
 
-    def __init__(self, env, workers=2):
+    def __init__(self, env, workers=2, app="bench.wsgi:application", log_path=None):
         self.env = env
         self.workers = workers
+        self.app = app
+        self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self):
+        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "bench.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+            [PYTHON, "-m", "gunicorn", self.app, "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--worker-class", "sync", "--log-level", "warning",
              "--backlog", "2048"],
-            cwd=ROOT, env=self.env,
+            cwd=ROOT, env=self.env, stdout=log, stderr=log,
         )
+        if log:
+            log.close()
         deadline = time.time() + 30
         while time.time() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
@@ -145,12 +154,104 @@ class Gunicorn:
         children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
         return [self.proc.pid, *map(int, children.split())]
 
+    def kill(self):
+        """SIGKILL to the master and its workers at once, as when its host dies: no request in
+        flight is finished, nothing is shut down in order."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
     def __exit__(self, *exc):
+        if self.proc.poll() is not None:
+            return
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def wait_for(condition, *, seconds=30.0, step=0.05):
+    """Polls until `condition()` is truthy; the deadline only bounds a hang, it asserts nothing about speed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    return condition()
+
+
+class _CeleryProcess:
+    """`celery -A portal …` in a subprocess with `env`, its output in `log_path`; started when its log
+    shows `ready`."""
+
+    ready = b""
+
+    def __init__(self, env, log_path):
+        self.env = env
+        self.log_path = log_path
+        self.process = None
+
+    def arguments(self):
+        raise NotImplementedError
+
+    def start(self):
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "celery", "-A", "portal", *self.arguments()],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        ready = wait_for(lambda: self.ready in self.log_path.read_bytes() or self.process.poll() is not None)
+        if not ready or self.process.poll() is not None:
+            raise RuntimeError(f"celery {self.arguments()[0]} did not start:\n" + self.log_path.read_text()[-3000:])
+
+    def kill(self):
+        """SIGKILL: no warm shutdown, no chance to finish or acknowledge anything."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class CeleryWorker(_CeleryProcess):
+    """`celery -A portal worker` (two threads) named `name` (unique per process on this host)."""
+
+    ready = b" ready."
+
+    def __init__(self, env, log_path, *, name="apps-test"):
+        super().__init__(env, log_path)
+        self.name = name
+
+    def arguments(self):
+        return [
+            "worker", "--pool", "threads", "--concurrency", "2", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "info", "-n", f"{self.name}-{os.getpid()}@%h",
+        ]
+
+
+class CeleryBeat(_CeleryProcess):
+    """`celery -A portal beat` with the portal's schedule, keeping its state in `schedule_path`."""
+
+    ready = b"beat: Starting..."
+
+    def __init__(self, env, log_path, *, schedule_path):
+        super().__init__(env, log_path)
+        self.schedule_path = schedule_path
+
+    def arguments(self):
+        return ["beat", "-l", "info", "--schedule", str(self.schedule_path)]
 
 
 def wrk(

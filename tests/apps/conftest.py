@@ -5,22 +5,16 @@ import base64
 import hashlib
 import hmac
 import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
 from pytest_httpserver import HTTPServer
 
 from apps.models import AppLink
+from bench.harness import CeleryWorker
 from devices.outbox import event_record, relay_pending
 
 from ..factories import ApplicationFactory, DeviceFactory
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -76,71 +70,6 @@ def verify_standard_webhook(request, signing_secret) -> bool:
         if version == "v1" and hmac.compare_digest(base64.b64decode(signature), expected):
             return True
     return False
-
-
-def wait_for(condition, *, seconds=30.0, step=0.05):
-    """Polls until `condition()` is truthy; the deadline only bounds a hang, it asserts nothing about speed."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    return condition()
-
-
-class CeleryWorker:
-    """`celery -A portal worker` in a subprocess, on the test database and the test broker."""
-
-    def __init__(self, env, log_path):
-        self.env = env
-        self.log_path = log_path
-        self.process = None
-
-    def start(self):
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "portal",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "info",
-                "-n",
-                f"apps-test-{os.getpid()}@%h",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        ready = wait_for(lambda: b" ready." in self.log_path.read_bytes() or self.process.poll() is not None)
-        if not ready or self.process.poll() is not None:
-            raise RuntimeError("the Celery worker did not start:\n" + self.log_path.read_text()[-3000:])
-
-    def kill(self):
-        """SIGKILL: no warm shutdown, no chance to finish or acknowledge anything."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture

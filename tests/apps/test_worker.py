@@ -13,11 +13,12 @@ from werkzeug import Response
 from apps import tasks
 from apps.models import AppLink, Delivery, DeliveryStatus
 from apps.services import fanout
+from bench.harness import wait_for
 from devices import tasks as device_tasks
 from devices.outbox import event_record
 
 from ..factories import ApplicationFactory, DeviceFactory
-from .conftest import hook_url, verify_standard_webhook, wait_for
+from .conftest import hook_url, verify_standard_webhook
 
 pytestmark = pytest.mark.services
 
