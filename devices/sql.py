@@ -78,7 +78,7 @@ def fetchone(sql, params):
     Django still translates its errors and, when it logs queries, wraps it to log them. psycopg prepares nothing on a
     connection whose prepare_threshold is None (Django's default), so the settings give it one
     (DATABASE_PREPARED_STATEMENTS). Connection poolers in transaction mode need prepared-statement
-    support (PgBouncer ≥ 1.21, max_prepared_statements).
+    support (PgBouncer ≥ 1.22, max_prepared_statements; docs/operations.md, Scaling).
 
     Instead of Django's per-request health check (a `SELECT 1` round trip before the first query),
     a statement that fails on a dead persistent connection outside any transaction is retried once

@@ -158,7 +158,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The device protocol's hot statements are prepared (devices.sql.fetchone):
     # planning the check-in costs PostgreSQL more than running it. The ORM's client-side cursors
     # never prepare, whatever this says. A pooler in transaction mode needs prepared-statement
-    # support (PgBouncer 1.21+, max_prepared_statements); without it, DATABASE_PREPARED_STATEMENTS=False.
+    # support (PgBouncer 1.22+, max_prepared_statements); without it, DATABASE_PREPARED_STATEMENTS=False.
     DATABASES["default"]["OPTIONS"] = {
         "prepare_threshold": 5 if envbool("DATABASE_PREPARED_STATEMENTS", "True") else None
     }
