@@ -249,8 +249,9 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
 @transaction.atomic
 def device_release(*, device: Device, actor, ip) -> Device:
     """Resets ownership (seed 000): no owner, no app links, credentials revoked, open transfer
-    offers cancelled, PIN cleared. The claim code stays valid so the next owner can use the same
-    label. A device without a code is passed on with a new PIN instead (claim by PIN, no reset)."""
+    offers cancelled, shares, invitations and support grants ended, PIN cleared. The claim code
+    stays valid so the next owner can use the same label. A device without a code is passed on with
+    a new PIN instead (claim by PIN, no reset)."""
     previous_owner_id = device.owner_id
     if previous_owner_id is None:
         raise Conflict("This device has no owner.", code="not_owned")
@@ -262,7 +263,7 @@ def device_release(*, device: Device, actor, ip) -> Device:
     device.owner, device.owned_since = None, None
     fields_set(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
-    ownership_cleanup(device=device, actor=actor, reason="reset")
+    ownership_cleanup(device=device, actor=actor, reason="reset", ip=ip)
     logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
     return device
 
@@ -392,19 +393,19 @@ def device_pin_set(*, device: Device, pin: str | None, claimable: bool, actor, i
 
 def _transfer_offer_count(*, actor, to_email):
     """Counts an offer against its sender's and its recipient's limits; Throttled (429) past them."""
-    counters = [("transfer-offer-user", str(actor.pk), limit, window) for limit, window in TRANSFER_OFFERS_PER_USER]
-    recipient = keyed_digest(to_email, purpose="transfer-recipient")[:32]  # no addresses in cache keys
-    counters.append(("transfer-offer-to", recipient, *TRANSFER_OFFERS_PER_RECIPIENT))
     try:
-        ratelimit.attempts(counters)
-    except Throttled as exc:
-        logger.warning("transfer.throttled", extra={"user_id": actor.pk})
-        minutes = max(1, round(exc.retry_after / 60))
-        raise Throttled(
-            f"Too many transfer offers were sent for now. Try again in about {minutes} minutes,"
+        ratelimit.sender_and_recipient_attempt(
+            scope="transfer-offer",
+            sender_id=actor.pk,
+            recipient_digest=keyed_digest(to_email, purpose="transfer-recipient")[:32],
+            per_sender=TRANSFER_OFFERS_PER_USER,
+            per_recipient=TRANSFER_OFFERS_PER_RECIPIENT,
+            refusal="Too many transfer offers were sent for now. Try again in about {minutes} minutes,"
             " or hand the device over with a PIN instead.",
-            retry_after=exc.retry_after,
-        ) from None
+        )
+    except Throttled:
+        logger.warning("transfer.throttled", extra={"user_id": actor.pk})
+        raise
 
 
 def transfer_token_digest(token: str) -> str:

@@ -4,9 +4,19 @@ Who may see which device is decided in `devices.access`; every function here sta
 """
 
 from django.db.models import Count, F
+from django.utils import timezone
 
 from . import access
-from .models import Device, DeviceStatus, Reading
+from .models import (
+    AccessEvent,
+    AccessEventKind,
+    Device,
+    DeviceStatus,
+    Invitation,
+    InvitationState,
+    Reading,
+    Share,
+)
 
 DEVICE_SORTS = {
     "serial": ("serial",),
@@ -65,3 +75,58 @@ def reading_list_for_device(device: Device, *, limit=200) -> list[Reading]:
     readings = list(readings.order_by("-recorded_at")[:limit])
     readings.reverse()
     return readings
+
+
+# --- sharing (for the owner's panels of the device page; each takes a device from access.device_for) ---
+
+AUDIT_LIMIT = 50
+
+
+def share_list_for_device(device) -> list[Share]:
+    """Who the device is shared with, oldest first (for its owner)."""
+    return list(Share.objects.filter(device=device).select_related("user").order_by("created_at", "pk"))
+
+
+def invitation_list_pending_for_device(device) -> list[Invitation]:
+    """The device's pending invitations, newest first, each with `is_expired` (an expired one no
+    longer works and may be sent again)."""
+    now = timezone.now()
+    invitations = list(Invitation.objects.filter(device=device, state=InvitationState.PENDING).order_by("-created_at"))
+    for invitation in invitations:
+        invitation.is_expired = invitation.expires_at <= now
+    return invitations
+
+
+def support_grant_live_for_device(device):
+    """The device's live support grant (access.live_grants), or None."""
+    return access.live_grants().filter(device=device).first()
+
+
+def share_for(user, device):
+    """The share that gives `user` the device, or None (its owner and support have none)."""
+    return Share.objects.filter(device=device, user=user).first() if user.is_authenticated else None
+
+
+def access_event_list_for_device(device, *, viewer, limit=AUDIT_LIMIT) -> list[AccessEvent]:
+    """The device's access audit since its owner got it, newest first, each with `whom`: who did it
+    from `viewer`'s side ("you", "support", the person's address, "the portal").
+
+    Ends written by the change of owner itself (ended_by_owner_change) are the previous ownership's:
+    the next owner is not shown whom the device was shared with before."""
+    start = access.history_start_for_user(device)
+    events = access.history_since(AccessEvent.objects.filter(device=device), "created_at", start)
+    events = list(
+        events.exclude(kind=AccessEventKind.ENDED_BY_OWNER_CHANGE).select_related("actor").order_by("-created_at")[
+            :limit
+        ]
+    )
+    for event in events:
+        if event.actor_id is None:
+            event.whom = "the portal"
+        elif event.actor_id == viewer.pk:
+            event.whom = "you"
+        elif event.actor.is_staff and event.kind == AccessEventKind.SUPPORT_VIEWED:
+            event.whom = "the maker's support"
+        else:
+            event.whom = event.actor.email
+    return events

@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("claiming.urls")),
     path("devices/", include("devices.urls")),
     path("apps/", include("apps.urls")),
+    path("", include("devices.sharing_urls")),
     # Integrators
     path("api/v1/", include("apps.api.urls")),
     path("api/v1/", include("claiming.api.urls")),
