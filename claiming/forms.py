@@ -1,9 +1,7 @@
-import json
-
 from django import forms
 
 from devices import codes
-from devices.command_definitions import command_definitions_for_product
+from devices.forms import CommandForm  # noqa: F401  (the device page's command form, shared with support)
 from devices.services import PIN_MAX_LENGTH, PIN_MIN_LENGTH, PIN_RULE
 
 
@@ -122,37 +120,3 @@ class PinSettingsForm(forms.Form):
         # Only a PIN this owner set can be kept: a change of owner clears it.
         if has_pin:
             self.fields["pin"].help_text += " Leave empty to keep the current PIN."
-
-
-class CommandForm(forms.Form):
-    name = forms.ChoiceField(label="Command", choices=())
-    params = forms.CharField(
-        label="Parameters (JSON object)",
-        required=False,
-        widget=forms.TextInput(attrs={"placeholder": '{"seconds": 30}', "class": "mono", "spellcheck": "false"}),
-    )
-
-    def __init__(self, *args, device, **kwargs):
-        super().__init__(*args, **kwargs)
-        definitions = command_definitions_for_product(device.product)
-        self.fields["name"].choices = [(name, name) for name in definitions]
-        self.fields["params"].help_text = " · ".join(d.describe() for d in definitions.values() if d)
-
-    def add_service_error(self, exc):
-        """A refusal of command_send, on the field it names (`params.<name>` on params)."""
-        for key, messages in (exc.fields or {None: [exc.message]}).items():
-            field = key.split(".", 1)[0] if key else None
-            for message in messages:
-                self.add_error(field if field in self.fields else None, message)
-
-    def clean_params(self):
-        raw = self.cleaned_data.get("params", "").strip()
-        if not raw:
-            return {}
-        try:
-            params = json.loads(raw)
-        except ValueError:
-            raise forms.ValidationError('Write the parameters as a JSON object, for example {"seconds": 30}.') from None
-        if not isinstance(params, dict):
-            raise forms.ValidationError('Write the parameters as a JSON object, for example {"seconds": 30}.')
-        return params

@@ -4,13 +4,11 @@ Every function takes a device the caller already got from `devices.access.device
 """
 
 from apps.models import AppLink
-from devices import access
-from devices.models import Command
+from devices.selectors import command_list_for_device  # noqa: F401  (read by the device page)
 
 from .models import OwnershipEvent, OwnershipEventKind, Transfer
 
 HISTORY_LIMIT = 50
-COMMAND_LIMIT = 20
 
 
 def ownership_history_for_device(device, *, viewer, limit=HISTORY_LIMIT):
@@ -45,11 +43,3 @@ def transfer_open_for_device(device):
 
 def app_link_list_for_device(device):
     return list(AppLink.objects.filter(device=device).select_related("application").order_by("application__name"))
-
-
-def command_list_for_device(device, *, limit=COMMAND_LIMIT):
-    """The commands sent since the device's owner got it: an earlier owner's are not theirs to read."""
-    commands = access.history_since(
-        Command.objects.filter(device=device), "created_at", access.history_start_for_user(device)
-    )
-    return list(commands.order_by("-created_at")[:limit])

@@ -10,6 +10,7 @@ from . import access
 from .models import (
     AccessEvent,
     AccessEventKind,
+    Command,
     Device,
     DeviceStatus,
     Invitation,
@@ -75,6 +76,15 @@ def reading_list_for_device(device: Device, *, limit=200) -> list[Reading]:
     readings = list(readings.order_by("-recorded_at")[:limit])
     readings.reverse()
     return readings
+
+
+def command_list_for_device(device, *, limit=20):
+    """The commands sent since the device's owner got it: an earlier owner's are not theirs to read
+    (nor of the people it is shared with, nor support's)."""
+    commands = access.history_since(
+        Command.objects.filter(device=device), "created_at", access.history_start_for_user(device)
+    )
+    return list(commands.order_by("-created_at")[:limit])
 
 
 # --- sharing (for the owner's panels of the device page; each takes a device from access.device_for) ---
