@@ -32,8 +32,9 @@ DEVICE_SORTS = {
 
 
 def device_list_for_owner(user):
-    """Every device `user` may see (`access.devices_visible_to`)."""
-    return access.devices_visible_to(user, access.SEE)
+    """Every device `user` owns or that is shared with them (`access.devices_visible_to`), each with
+    `access_role`; what a support grant gives is on the support page, where each view is recorded."""
+    return access.devices_with_roles(user, include_support=False)
 
 
 def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=50):
@@ -42,7 +43,8 @@ def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=
     No COUNT(*): the page asks for one row more than it shows to know if there is a next page.
     The (owner, serial) and (owner, status, serial) indexes serve the default order and the filter.
     """
-    queryset = device_list_for_owner(user).select_related("product")
+    # The owner's email for "shared by …": a join of the page's rows, in the same statement.
+    queryset = device_list_for_owner(user).select_related("product", "owner")
     if status in DeviceStatus.values:
         queryset = queryset.filter(status=status)
     if sort == "last_seen":
@@ -59,9 +61,10 @@ def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=
 
 
 def device_status_counts_for_owner(user) -> dict[str, int]:
-    """How many of the owner's devices are in each status; one index-only GROUP BY."""
+    """How many of the devices the person sees in their list are in each status; one GROUP BY."""
     counts = dict.fromkeys(DeviceStatus.values, 0)
-    rows = device_list_for_owner(user).order_by().values_list("status").annotate(n=Count("*"))
+    visible = access.devices_visible_to(user, access.SEE, include_support=False)
+    rows = visible.order_by().values_list("status").annotate(n=Count("*"))
     for status, n in rows:
         counts[status] = n
     return counts
