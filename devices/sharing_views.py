@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.errors import ApplicationError, NotFound
+from portal.errors import ApplicationError, Conflict, NotFound
 from portal.http import client_ip
 
 from . import access, selectors, sharing
@@ -144,14 +144,18 @@ def share_invite(request, pk):
 
 
 def _devices_from_post(request):
-    """The devices ticked on the device list, each one the user's to share; NotFound otherwise."""
+    """The devices ticked on the device list, each one the user's to share. The rule of
+    `access.device_for` holds for each: one they cannot see is a 404 (NotFound), one they see but do
+    not own a 403 with its message."""
     try:
-        ids = [uuid.UUID(value) for value in request.POST.getlist("device")]
+        ids = {uuid.UUID(value) for value in request.POST.getlist("device")}
     except ValueError:
         raise NotFound() from None
-    devices = list(access.devices_visible_to(request.user, access.MANAGE).filter(pk__in=ids))
-    if len(devices) != len(set(ids)):
+    devices = list(access.devices_with_roles(request.user).filter(pk__in=ids))
+    if len(devices) != len(ids):
         raise NotFound()
+    if any(device.access_role != access.OWNER for device in devices):
+        raise access.CapabilityDenied(access.DENIED_MESSAGES[access.MANAGE])
     return devices
 
 
@@ -220,7 +224,9 @@ def share_leave(request, pk):
     device = access.device_for(request.user, pk, access.SEE)
     share = selectors.share_for(request.user, device)
     if share is None:
-        return _refused(request, NotFound("This device is not shared with you."), back=_device_url(device))
+        # Its owner (or support) sees the device but has no share to leave: a conflict, not a secret.
+        refusal = Conflict("This device is not shared with you, so there is nothing to leave.", code="not_shared")
+        return _refused(request, refusal, back=_device_url(device))
     sharing.share_leave(share=share, user=request.user, ip=client_ip(request))
     messages.success(request, f"You left {device.display_name}.")
     return redirect("devices:list")
