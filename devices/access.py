@@ -30,11 +30,14 @@ does not leak); a user who can SEE it but lacks the capability gets 403 with a s
 ("Only the owner of this device can …"), raised by `device_for` as `CapabilityDenied` and shown on
 `templates/403.html`.
 
-Every query here is a queryset with `Exists(...)` subqueries, never a join to shares: list pages stay
-one statement with no duplicate rows, whatever the number of shares.
+Every query here is one statement with subqueries, never a join to shares, so there are no duplicate
+rows whatever the number of shares: for a list, `id IN (<the owner's devices> UNION ALL <the person's
+shares> …)`, which reads only that person's index ranges; for one device and for each row's role,
+`EXISTS (…)` on that row.
 """
 
 from django.db.models import Case, CharField, Exists, OuterRef, Q, Subquery, Value, When
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -104,14 +107,34 @@ def _granted(*, commands=False):
     return Exists(grants)
 
 
+def _roles_for(capability):
+    return None if capability == SEE else [ShareRole.OPERATOR]
+
+
 def _condition(user, capability, *, include_support=True):
+    """Whether one device row passes, as EXISTS subqueries: cheap for one device (device_for)."""
     if capability == MANAGE:
         return Q(owner=user)
-    roles = None if capability == SEE else [ShareRole.OPERATOR]
-    condition = Q(owner=user) | Q(_shared(user, roles))
+    condition = Q(owner=user) | Q(_shared(user, _roles_for(capability)))
     if include_support and is_support(user):
         condition |= Q(_granted(commands=capability == OPERATE))
     return condition
+
+
+def _ids(user, capability, *, include_support=True):
+    """The ids of the devices that pass, as one UNION ALL subquery of index ranges (the owner's
+    devices, the person's shares, live grants for support): cheap for a list. A condition with OR
+    would make the database read every device of the portal, whatever the person's own number."""
+    # No ORDER BY in the parts of a compound statement (Device and SupportGrant have a default one).
+    owned = Device.objects.filter(owner=user).order_by().values("pk")
+    shares = Share.objects.filter(user=user)
+    if roles := _roles_for(capability):
+        shares = shares.filter(role__in=roles)
+    parts = [shares.order_by().values("device_id")]
+    if include_support and is_support(user):
+        grants = live_grants().filter(allow_commands=True) if capability == OPERATE else live_grants()
+        parts.append(grants.order_by().values("device_id"))
+    return owned.union(*parts, all=True)
 
 
 def devices_visible_to(user, capability=SEE, *, include_support=True):
@@ -121,12 +144,15 @@ def devices_visible_to(user, capability=SEE, *, include_support=True):
 
     `include_support=False` leaves out what a support grant gives: a person's own device list shows
     what they own and what is shared with them; support staff see granted devices on the support
-    page, where each view is recorded for the owner. A queryset, one statement with EXISTS subqueries
-    (no duplicates), so list pages compose it (sorting, paging, counting on top)."""
+    page, where each view is recorded for the owner. A queryset, one statement whose `id IN (…)`
+    subquery reads only the person's own rows and holds no duplicates, so list pages compose it
+    (sorting, paging, counting on top)."""
     _check(capability)
     if not _signed_in(user):
         return Device.objects.none()
-    return Device.objects.filter(_condition(user, capability, include_support=include_support))
+    if capability == MANAGE:
+        return Device.objects.filter(owner=user)
+    return Device.objects.filter(pk__in=_ids(user, capability, include_support=include_support))
 
 
 def devices_under_support(user, capability=SEE):
@@ -151,7 +177,8 @@ def _role_expression(user, *, include_support=True):
 
 def devices_with_roles(user, *, include_support=True):
     """`devices_visible_to(user, SEE)` with `access_role` on each row (owner, operator, viewer,
-    support), in the same one statement: the device list says "shared by …" with the role."""
+    support), in the same one statement: the device list says "shared by …" with the role (EXISTS
+    subqueries, evaluated only for the rows of the page)."""
     if not _signed_in(user):
         return Device.objects.none()
     return devices_visible_to(user, SEE, include_support=include_support).annotate(
@@ -169,13 +196,24 @@ def _may_role(role, capability, support_commands) -> bool:
     return False
 
 
+def _one(user):
+    """The devices `user` may see, each with its role, as a per-row condition: for one device."""
+    return (
+        Device.objects.filter(_condition(user, SEE))
+        .annotate(access_role=_role_expression(user))
+        .select_related("product")
+    )
+
+
 def device_for(user, pk, capability=SEE) -> Device:
     """The device with `pk` if `user` may act on it with `capability`, with `access_role` set.
 
     Http404 when they cannot see it, whether it exists or not; CapabilityDenied (403, with a message)
     when they see it but lack the capability. One query."""
     _check(capability)
-    queryset = devices_with_roles(user).select_related("product")
+    if not _signed_in(user):
+        raise Http404()
+    queryset = _one(user)
     if is_support(user):
         queryset = queryset.annotate(access_support_commands=_granted(commands=True))
     device = get_object_or_404(queryset, pk=pk)
@@ -193,7 +231,7 @@ def role_of(user, device) -> str | None:
         return OWNER
     if hasattr(device, "access_role"):
         return device.access_role
-    return devices_with_roles(user).filter(pk=device.pk).values_list("access_role", flat=True).first()
+    return _one(user).filter(pk=device.pk).values_list("access_role", flat=True).first()
 
 
 def may(user, device, capability=SEE) -> bool:
@@ -206,7 +244,7 @@ def may(user, device, capability=SEE) -> bool:
         return True
     if capability == MANAGE:
         return False
-    return devices_visible_to(user, capability).filter(pk=device.pk).exists()
+    return Device.objects.filter(_condition(user, capability), pk=device.pk).exists()
 
 
 def devices_owned():

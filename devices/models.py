@@ -347,7 +347,10 @@ class Share(models.Model):
     and on every change of owner (devices.sharing.sharing_end_for_device)."""
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="shares", db_index=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="device_shares")
+    # No index of its own: share_user_device_role leads with the user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="device_shares", db_index=False
+    )
     role = models.CharField(max_length=10, choices=ShareRole.choices, default=ShareRole.VIEWER)
     invited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -360,8 +363,8 @@ class Share(models.Model):
             models.UniqueConstraint(fields=["device", "user"], name="share_device_user_unique"),
         ]
         indexes = [
-            # devices.access: EXISTS (a share of this device for this user [with this role]) on the
-            # device list, led by the user so a person's shared devices are one index range.
+            # devices.access: a person's shared devices (the device list), and whether this device is
+            # shared with them in this role (one device, each row's role): one index range by user.
             models.Index(fields=["user", "device", "role"], name="share_user_device_role"),
         ]
 
