@@ -26,9 +26,14 @@ from .forms import InviteForm, ShareRoleForm, SupportGrantForm
 from .models import Invitation, Share, ShareRole, SupportGrant
 
 
+def _device_url(device):
+    """The device page: the one place here that names its URL (it moves from claiming to devices)."""
+    return reverse("claiming:device", args=[device.pk])
+
+
 def _back_to_device(device, anchor="sharing"):
-    """The device page (the one place that names its URL here), at the sharing panels."""
-    return redirect(reverse("claiming:device", args=[device.pk]) + f"#{anchor}")
+    """Back to the device page, at the sharing panels: every panel action ends here."""
+    return redirect(_device_url(device) + f"#{anchor}")
 
 
 def _refused(request, exc: ApplicationError, *, back):
@@ -39,10 +44,6 @@ def _refused(request, exc: ApplicationError, *, back):
     if getattr(exc, "retry_after", None):
         response["Retry-After"] = str(exc.retry_after)
     return response
-
-
-def _device_url(device):
-    return reverse("claiming:device", args=[device.pk])
 
 
 # --- the device page's panels ------------------------------------------------------------------
