@@ -2,7 +2,8 @@
 previous ownership had (see DESIGN.md, "Access: one module decides").
 
 Claiming by code, by PIN, a pre-claim and an accepted transfer all call `ownership_change`; a reset
-(`services.device_release`) moves the device to no one itself and shares `ownership_cleanup`.
+(`services.device_release`) moves the device to no one itself and shares `ownership_cleanup`, which
+also ends the device's shares, invitations and support grants (`devices.sharing.sharing_end_for_device`).
 """
 
 import logging
@@ -15,6 +16,7 @@ from devices.command_queue import commands_void_for_device
 from devices.models import Device, DeviceEvent, DeviceEventType
 from devices.outbox import events_record
 from devices.services import device_owner_forget
+from devices.sharing import sharing_end_for_device
 
 from .models import OwnershipEvent, OwnershipEventKind, Transfer
 
@@ -30,13 +32,16 @@ def fields_set(device, fields):
         setattr(device, name, value)
 
 
-def ownership_cleanup(*, device, actor, reason):
-    """What a change of owner takes away from the previous one: open offers, open commands, links,
-    credentials and the device's latest values. The device.released event is recorded before the
-    links go, so it is the last thing the linked applications hear."""
+def ownership_cleanup(*, device, actor, reason, ip=None):
+    """What a change of owner takes away from the previous one: open offers, shares, invitations and
+    support grants, open commands, links, credentials and the device's latest values. The
+    device.released event is recorded before the links go, so it is the last thing the linked
+    applications hear. Every change away from an owner passes here (a device nobody owns has nothing
+    of an earlier ownership left), in the transaction of the change."""
     Transfer.objects.filter(device=device, accepted_at__isnull=True, cancelled_at__isnull=True).update(
         cancelled_at=timezone.now()
     )
+    sharing_end_for_device(device, actor=actor, ip=ip)
     events_record([DeviceEvent(device=device, type=DeviceEventType.RELEASED, data={"reason": reason})])
     commands_void_for_device(device=device)
     links.device_links_remove(device=device, actor=actor)
@@ -82,7 +87,7 @@ def ownership_change(
     if expected_owner_id is not None:
         reason = "transfer" if via == "transfer" else "new_owner"
         for device in won:
-            ownership_cleanup(device=device, actor=actor, reason=reason)
+            ownership_cleanup(device=device, actor=actor, reason=reason, ip=ip)
     OwnershipEvent.objects.bulk_create(
         [OwnershipEvent(device=device, kind=kind, actor=actor, owner=new_owner, ip=ip, detail=detail) for device in won]
     )

@@ -238,8 +238,9 @@ def device_claim_by_pin(*, user, serial: str, pin: str, application=None, ip) ->
 @transaction.atomic
 def device_release(*, device: Device, actor, ip) -> Device:
     """Resets ownership (seed 000): no owner, no app links, credentials revoked, open transfer
-    offers cancelled, PIN cleared. The claim code stays valid so the next owner can use the same
-    label. A device without a code is passed on with a new PIN instead (claim by PIN, no reset)."""
+    offers cancelled, shares, invitations and support grants ended, PIN cleared. The claim code
+    stays valid so the next owner can use the same label. A device without a code is passed on with
+    a new PIN instead (claim by PIN, no reset)."""
     previous_owner_id = device.owner_id
     if previous_owner_id is None:
         raise Conflict("This device has no owner.", code="not_owned")
@@ -251,7 +252,7 @@ def device_release(*, device: Device, actor, ip) -> Device:
     device.owner, device.owned_since = None, None
     fields_set(device, HANDOVER_CLEARS)
     OwnershipEvent.objects.create(device=device, kind=OwnershipEventKind.RELEASED, actor=actor, owner=None, ip=ip)
-    ownership_cleanup(device=device, actor=actor, reason="reset")
+    ownership_cleanup(device=device, actor=actor, reason="reset", ip=ip)
     logger.info("claim.released", extra={"device_id": str(device.pk), "actor_id": getattr(actor, "pk", None)})
     return device
 

@@ -39,19 +39,19 @@ TRANSFER_OFFERS_PER_RECIPIENT = (20, 24 * 60 * 60)
 
 def _transfer_offer_count(*, actor, to_email):
     """Counts an offer against its sender's and its recipient's limits; Throttled (429) past them."""
-    counters = [("transfer-offer-user", str(actor.pk), limit, window) for limit, window in TRANSFER_OFFERS_PER_USER]
-    recipient = keyed_digest(to_email, purpose="transfer-recipient")[:32]  # no addresses in cache keys
-    counters.append(("transfer-offer-to", recipient, *TRANSFER_OFFERS_PER_RECIPIENT))
     try:
-        ratelimit.attempts(counters)
-    except Throttled as exc:
-        logger.warning("transfer.throttled", extra={"user_id": actor.pk})
-        minutes = max(1, round(exc.retry_after / 60))
-        raise Throttled(
-            f"Too many transfer offers were sent for now. Try again in about {minutes} minutes,"
+        ratelimit.sender_and_recipient_attempt(
+            scope="transfer-offer",
+            sender_id=actor.pk,
+            recipient_digest=keyed_digest(to_email, purpose="transfer-recipient")[:32],
+            per_sender=TRANSFER_OFFERS_PER_USER,
+            per_recipient=TRANSFER_OFFERS_PER_RECIPIENT,
+            refusal="Too many transfer offers were sent for now. Try again in about {minutes} minutes,"
             " or hand the device over with a PIN instead.",
-            retry_after=exc.retry_after,
-        ) from None
+        )
+    except Throttled:
+        logger.warning("transfer.throttled", extra={"user_id": actor.pk})
+        raise
 
 
 def transfer_token_digest(token: str) -> str:

@@ -6,7 +6,7 @@ class DevicesConfig(AppConfig):
     verbose_name = "Devices"
 
     def ready(self):
-        from . import access, device_page, panels
+        from . import access, device_page, panels, sharing_views
 
         # The device page's own panels; apps and claiming add theirs (orders: devices/panels.py).
         panels.register(
@@ -21,10 +21,49 @@ class DevicesConfig(AppConfig):
         panels.register(
             "charts", "devices/device_panels/charts.html", context=device_page.charts_context, order=300, wide=True
         )
+        # Commands sent are seen by everyone who sees the device; the form is for who may operate it.
         panels.register(
-            "commands",
-            "devices/device_panels/commands.html",
-            context=device_page.commands_context,
-            order=500,
-            capability=access.OPERATE,
+            "commands", "devices/device_panels/commands.html", context=device_page.commands_context, order=500
+        )
+        # Sharing (docs/sharing.md): the owner's panels, the one for people it is shared with, and the
+        # notice support staff see (it records their view for the owner).
+        owner = {"capability": access.MANAGE}
+        panels.register(
+            "support-notice",
+            "devices/panels/support_notice.html",
+            context=sharing_views.support_notice_panel_context,
+            slot=panels.NOTICES,
+            order=50,
+            roles=[access.SUPPORT],
+        )
+        panels.register(
+            "share-invite", "devices/panels/invite.html", context=sharing_views.invite_panel_context, order=800, **owner
+        )
+        panels.register(
+            "my-access",
+            "devices/panels/my_access.html",
+            context=sharing_views.my_access_panel_context,
+            order=800,
+            roles=[access.VIEWER, access.OPERATOR],
+        )
+        panels.register(
+            "share-access", "devices/panels/access.html", context=sharing_views.access_panel_context, order=810, **owner
+        )
+        panels.register(
+            "share-invitations",
+            "devices/panels/invitations.html",
+            context=sharing_views.invitations_panel_context,
+            order=820,
+            wide=True,
+            **owner,
+        )
+        panels.register(
+            "support-grant",
+            "devices/panels/support_grant.html",
+            context=sharing_views.support_panel_context,
+            order=830,
+            **owner,
+        )
+        panels.register(
+            "access-audit", "devices/panels/audit.html", context=sharing_views.audit_panel_context, order=840, **owner
         )

@@ -80,7 +80,7 @@ def charts_context(request, device, **overrides):
 
 def commands_context(request, device, **overrides):
     form = overrides.get("command_form")  # the POST above re-renders with its bound form
-    if form is None:
+    if form is None and access.may(request.user, device, access.OPERATE):
         form = CommandForm(device=device)
     return {"commands": selectors.command_list_for_device(device), "command_form": form}
 

@@ -3,7 +3,7 @@ import json
 from django import forms
 
 from .command_definitions import command_definitions_for_product
-from .models import Device
+from .models import Device, ShareRole
 
 
 class DeviceRenameForm(forms.Form):
@@ -48,3 +48,40 @@ class CommandForm(forms.Form):
         if not isinstance(params, dict):
             raise forms.ValidationError('Write the parameters as a JSON object, for example {"seconds": 30}.')
         return params
+
+
+# --- sharing -----------------------------------------------------------------------------------
+
+
+class InviteForm(forms.Form):
+    """The owner's invitation: an address and a role, nothing else (the email carries no text of theirs)."""
+
+    email = forms.EmailField(
+        label="Email address",
+        widget=forms.EmailInput(attrs={"autocomplete": "off", "placeholder": "name@example.com"}),
+    )
+    role = forms.ChoiceField(
+        label="Role",
+        choices=ShareRole.choices,
+        initial=ShareRole.VIEWER,
+        help_text="A viewer sees the device; an operator also sends it commands.",
+    )
+
+
+class ShareRoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=ShareRole.choices)
+
+
+class SupportGrantForm(forms.Form):
+    """How long the maker's support may see the device (1 hour to 30 days), and whether it may command it."""
+
+    PERIODS = [
+        ("1", "1 hour"),
+        ("4", "4 hours"),
+        ("24", "1 day"),
+        ("72", "3 days"),
+        ("168", "7 days"),
+        ("720", "30 days"),
+    ]
+    hours = forms.TypedChoiceField(label="For", choices=PERIODS, coerce=int, initial="24")
+    allow_commands = forms.BooleanField(label="Support may also send commands", required=False)

@@ -131,7 +131,11 @@ class Device(models.Model):
 
     class Meta:
         ordering = ["serial"]
-        permissions = [("view_device_owner", "Can see who owns a device")]
+        permissions = [
+            ("view_device_owner", "Can see who owns a device"),
+            # The maker's support: sees (and commands, if allowed) a device only under its owner's live grant.
+            ("support_device", "Can support devices whose owner granted access"),
+        ]
         constraints = [
             # A constraint rather than unique=True: no second, pattern-matching index on digests.
             models.UniqueConstraint(fields=["token_digest"], name="device_token_digest_unique"),
@@ -325,3 +329,180 @@ class RevokedCertificate(models.Model):
 
     def __str__(self):
         return f"{self.serial_number} ({self.reason})"
+
+
+# --- sharing (docs/sharing.md) -----------------------------------------------------------------
+
+
+class ShareRole(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+
+
+class Share(models.Model):
+    """A person other than the owner with a role on a device, from an accepted invitation.
+
+    A viewer sees the device (status, values, history, commands sent); an operator also sends
+    commands. Only the owner manages the device. A share ends (the row goes) on revoke, on leaving
+    and on every change of owner (devices.sharing.sharing_end_for_device)."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="shares", db_index=False)
+    # No index of its own: share_user_device_role leads with the user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="device_shares", db_index=False
+    )
+    role = models.CharField(max_length=10, choices=ShareRole.choices, default=ShareRole.VIEWER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # One role per person and device; also the index of "who has access to this device".
+            models.UniqueConstraint(fields=["device", "user"], name="share_device_user_unique"),
+        ]
+        indexes = [
+            # devices.access: a person's shared devices (the device list), and whether this device is
+            # shared with them in this role (one device, each row's role): one index range by user.
+            models.Index(fields=["user", "device", "role"], name="share_user_device_role"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_role_display()} of {self.device_id}"
+
+
+class InvitationState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    CANCELLED = "cancelled", "Cancelled"
+    # Ended by a change of owner, or replaced by a new invitation after it expired.
+    ENDED = "ended", "Ended"
+
+
+class Invitation(models.Model):
+    """The owner's invitation of an email address to a device with a role, accepted or declined
+    through an emailed link valid 7 days. Only the link token's keyed digest is stored."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="invitations", db_index=False)
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=ShareRole.choices, default=ShareRole.VIEWER)
+    token_digest = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=InvitationState.choices, default=InvitationState.PENDING)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # At most one pending invitation of an address to a device; an expired one is ended
+            # before a new one is made (devices.sharing.invitations_send).
+            models.UniqueConstraint(
+                fields=["device", "email"],
+                condition=Q(state="pending"),
+                name="invitation_one_pending_per_address",
+            ),
+        ]
+        indexes = [
+            # The owner's pending invitations of a device; a change of owner ends them.
+            models.Index(fields=["device", "state"], name="invitation_device_state"),
+        ]
+
+    def __str__(self):
+        return f"Invitation of {self.email} to {self.device_id}"
+
+
+class SupportGrant(models.Model):
+    """The owner lets the maker's support staff (`devices.support_device`) see one device, and
+    command it when `allow_commands`, until `ends_at`. Live while not ended and ends_at is ahead:
+    decided at query time (devices.access), so an expired grant gives nothing even before the beat
+    task (devices.sharing.support_grants_expire) writes its end."""
+
+    class EndedReason(models.TextChoices):
+        EXPIRED = "expired", "Its time ran out"
+        OWNER = "owner", "Ended by the owner"
+        REPLACED = "replaced", "Replaced by a new grant"
+        OWNER_CHANGED = "owner_changed", "The device changed owner"
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="support_grants", db_index=False)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    ends_at = models.DateTimeField()
+    allow_commands = models.BooleanField(default=False)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_reason = models.CharField(max_length=16, choices=EndedReason.choices, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One live grant per device: a new one ends the old one first.
+            models.UniqueConstraint(
+                fields=["device"], condition=Q(ended_at__isnull=True), name="support_grant_one_open_per_device"
+            ),
+        ]
+        indexes = [
+            # The beat task's due work, and support's list of granted devices: open grants by end.
+            models.Index(fields=["ends_at"], condition=Q(ended_at__isnull=True), name="support_grant_open_ends"),
+        ]
+
+    def __str__(self):
+        return f"Support grant of {self.device_id} until {self.ends_at:%Y-%m-%d %H:%M}"
+
+
+class SupportView(models.Model):
+    """A staff member looked at a device under a grant: shown to the owner."""
+
+    grant = models.ForeignKey(SupportGrant, on_delete=models.CASCADE, related_name="views")
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    viewed_at = models.DateTimeField(auto_now_add=True)
+    what = models.CharField(max_length=120)
+
+    def __str__(self):
+        return f"{self.what} of grant {self.grant_id}"
+
+
+class AccessEventKind(models.TextChoices):
+    INVITED = "invited", "Invited"
+    ACCEPTED = "accepted", "Accepted the invitation"
+    DECLINED = "declined", "Declined the invitation"
+    CANCELLED = "cancelled", "Cancelled the invitation"
+    ROLE_CHANGED = "role_changed", "Changed the role"
+    REVOKED = "revoked", "Revoked access"
+    LEFT = "left", "Left the device"
+    GRANT_STARTED = "grant_started", "Granted support access"
+    GRANT_ENDED = "grant_ended", "Ended support access"
+    GRANTS_EXPIRED = "grants_expired", "Support access ran out"
+    SUPPORT_VIEWED = "support_viewed", "Support looked at the device"
+    ENDED_BY_OWNER_CHANGE = "ended_by_owner_change", "Ended by a change of owner"
+
+
+class AccessEvent(models.Model):
+    """The audit trail of who was given, used or lost access to a device, by whom, from where;
+    the owner reads it on the device page (OwnershipEvent is the trail of ownership itself)."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="access_events", db_index=False)
+    kind = models.CharField(max_length=24, choices=AccessEventKind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    # Whom it was about (the invited address, the person whose share changed); empty for support.
+    subject_email = models.EmailField(blank=True)
+    role = models.CharField(max_length=10, blank=True)
+    detail = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        # The owner's audit panel: a device's events, newest first.
+        indexes = [models.Index(fields=["device", "-created_at"], name="access_event_device_time")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.device_id}"

@@ -1,4 +1,5 @@
-"""The owner's notification settings (all devices, or per device) and the signed unsubscribe link."""
+"""Notification settings (all devices, or per device; a shared device's subscription) and the signed
+unsubscribe link."""
 
 from http import HTTPStatus
 
@@ -46,7 +47,7 @@ def notification_settings(request):
         find_form = DeviceFindForm(request.POST)
         if find_form.is_valid():
             device = (
-                access.devices_visible_to(request.user, access.SEE)
+                access.devices_visible_to(request.user, access.SEE, include_support=False)
                 .filter(serial__iexact=find_form.cleaned_data["serial"])
                 .first()
             )
@@ -62,7 +63,7 @@ def notification_settings(request):
             return redirect("devices:notifications")
         status = HTTPStatus.BAD_REQUEST
     overrides = notifications.notification_preference_list_for_owner(
-        request.user, access.devices_visible_to(request.user, access.SEE)
+        request.user, access.devices_visible_to(request.user, access.SEE, include_support=False)
     )
     context = {"form": form, "find_form": find_form, "overrides": overrides}
     return render(request, "devices/notifications.html", context, status=status)
@@ -71,8 +72,14 @@ def notification_settings(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def notification_device(request, pk):
-    """One device: follow the owner's choice for all devices, or a choice of its own."""
+    """One device: follow the owner's choice for all devices, or a choice of its own; for a device
+    shared with the user, whether they subscribe to its emails (off until they do)."""
     device = access.device_for(request.user, pk, access.SEE)
+    role = access.role_of(request.user, device)
+    if role == access.SUPPORT:
+        raise access.CapabilityDenied("Status emails go to the device's owner and the people it is shared with.")
+    if role != access.OWNER:
+        return _shared_device_subscription(request, device)
     own = notifications.notification_preference_get(user=request.user, device=device)
     default = notifications.notification_preference_get(user=request.user)
     choice = own if own.pk else default
@@ -98,6 +105,24 @@ def notification_device(request, pk):
         return redirect("devices:notifications")
     status = HTTPStatus.BAD_REQUEST if request.method == "POST" else HTTPStatus.OK
     context = {"device": device, "form": form, "default": default}
+    return render(request, "devices/notifications_device.html", context, status=status)
+
+
+def _shared_device_subscription(request, device):
+    """A viewer or operator subscribes to (or leaves) a shared device's offline/online emails."""
+    own = notifications.notification_preference_get(user=request.user, device=device, shared=True)
+    # Bound on every POST: unticking both boxes posts nothing, which is a choice too.
+    data = request.POST if request.method == "POST" else None
+    form = NotificationChoiceForm(data, initial={"offline": own.offline, "online": own.online})
+    if request.method == "POST" and form.is_valid():
+        if form.cleaned_data["offline"] or form.cleaned_data["online"]:
+            notifications.notification_preference_set(user=request.user, device=device, **form.cleaned_data)
+        else:
+            notifications.notification_preference_clear(user=request.user, device=device)
+        messages.success(request, f"Saved the emails for {device.display_name}.")
+        return redirect("devices:notifications")
+    status = HTTPStatus.BAD_REQUEST if request.method == "POST" else HTTPStatus.OK
+    context = {"device": device, "form": form, "shared": True}
     return render(request, "devices/notifications_device.html", context, status=status)
 
 

@@ -10,6 +10,12 @@ device costs one email an hour and the owner's last word about it is always its 
 Going offline is found by the sweep itself (it hands over the ids). Coming back online is found
 through NotificationState: a device its owner knows as offline that is online now. No event
 cursor is needed, and a run that failed is caught up by the next one.
+
+A device's recipients are its owner and the people it is shared with (`devices.access.recipients_of`).
+The owner hears unless they chose otherwise; a viewer or operator hears only after subscribing to
+that device (a per-device choice of their own: their all-devices choice is about the devices they
+own). Unsubscribing is the same one click for everyone. The state (what was last said about a
+device, and when) is kept once per device, for its owner, and covers all its recipients.
 """
 
 import logging
@@ -38,6 +44,8 @@ NOTIFY_INTERVAL = timedelta(hours=1)
 # Both emails are on for an owner who never chose.
 DEFAULT_OFFLINE = True
 DEFAULT_ONLINE = True
+# ...and off for a device shared with someone, until they subscribe to it.
+SHARED_DEFAULT = (False, False)
 # An email names this many devices per section and counts the rest.
 MAX_LISTED = 50
 UNSUBSCRIBE_SALT = "devices.notifications.unsubscribe"
@@ -47,11 +55,13 @@ _CHUNK = 500
 # --- preferences -------------------------------------------------------------------------------
 
 
-def notification_preference_get(*, user, device=None) -> NotificationPreference:
-    """The owner's saved choice for `device` (or for all devices); an unsaved default if none."""
+def notification_preference_get(*, user, device=None, shared=False) -> NotificationPreference:
+    """The user's saved choice for `device` (or for all devices); an unsaved default if none: both
+    emails for an owner, none for a device `shared` with them (until they subscribe)."""
     preference = NotificationPreference.objects.filter(user=user, device=device).first()
     if preference is None:
-        preference = NotificationPreference(user=user, device=device, offline=DEFAULT_OFFLINE, online=DEFAULT_ONLINE)
+        offline, online = SHARED_DEFAULT if shared else (DEFAULT_OFFLINE, DEFAULT_ONLINE)
+        preference = NotificationPreference(user=user, device=device, offline=offline, online=online)
     return preference
 
 
@@ -125,12 +135,20 @@ def unsubscribe_url(user) -> str:
 
 @dataclass
 class _Digest:
-    """One owner's email: the devices that went offline and those back online."""
+    """One recipient's email: the devices that went offline and those back online."""
 
     offline: list = field(default_factory=list)
     online: list = field(default_factory=list)
-    states: list = field(default_factory=list)  # NotificationState to save once the email is sent
-    fallback: list = field(default_factory=list)  # what to save instead if sending fails
+
+
+@dataclass
+class _Mailed:
+    """A device named in this sweep's emails: its state once one of `recipients` heard, and what
+    to save instead if none did (pending: a later sweep tries again)."""
+
+    state: NotificationState
+    fallback: NotificationState
+    recipients: list
 
 
 def notifications_send(*, now=None, went_offline=()) -> int:
@@ -152,23 +170,26 @@ def notifications_send(*, now=None, went_offline=()) -> int:
         return 0
 
     digests: dict[int, _Digest] = {}
+    mailed: list[_Mailed] = []
     quiet_states, orphaned = [], []
     for start in range(0, len(candidates), _CHUNK):
         chunk = candidates[start : start + _CHUNK]
-        _plan(chunk, now, digests, quiet_states, orphaned)
+        _plan(chunk, now, digests, mailed, quiet_states, orphaned)
 
     emails = _emails(digests)
     delivered = _send(emails)
     to_save = list(quiet_states)
-    for owner_id, digest in digests.items():
-        # An owner without an address counts as told; a failed send is tried again next sweep.
-        told = owner_id in delivered or owner_id not in emails
-        to_save.extend(digest.states if told else digest.fallback)
-        if owner_id in delivered:
-            logger.info(
-                "notifications.sent",
-                extra={"user_id": owner_id, "offline": len(digest.offline), "online": len(digest.online)},
-            )
+    for device in mailed:
+        # A recipient without an address counts as told; when nobody was told (a failed send), the
+        # change stays pending for the next sweep.
+        told = any(user_id in delivered or user_id not in emails for user_id in device.recipients)
+        to_save.append(device.state if told else device.fallback)
+    for user_id in delivered:
+        digest = digests[user_id]
+        logger.info(
+            "notifications.sent",
+            extra={"user_id": user_id, "offline": len(digest.offline), "online": len(digest.online)},
+        )
     _states_save(to_save, orphaned)
     return len(delivered)
 
@@ -195,58 +216,72 @@ def _send(emails) -> set:
     return delivered
 
 
-def _plan(device_ids, now, digests, quiet_states, orphaned):
-    """Decides, for each device of `device_ids`, whether its owner is mailed now, later or never."""
+def _plan(device_ids, now, digests, mailed, quiet_states, orphaned):
+    """Decides, for each device of `device_ids`, whether its recipients are mailed now, later or never."""
     devices = list(
         Device.objects.filter(pk__in=device_ids)
         .select_related("product")
         .only("id", "serial", "name", "owner_id", "status", "last_seen_at", "product__name")
     )
     states = {state.device_id: state for state in NotificationState.objects.filter(device_id__in=device_ids)}
-    owner_ids = {access.recipient_id(device) for device in devices} - {None}
+    recipients = access.recipients_of(devices)
+    user_ids = {user_id for owner_id, shared in recipients.values() for user_id in (owner_id, *shared)}
     choices = {
         (pref.user_id, pref.device_id): (pref.offline, pref.online)
-        for pref in NotificationPreference.objects.filter(user_id__in=owner_ids).filter(
+        for pref in NotificationPreference.objects.filter(user_id__in=user_ids).filter(
             Q(device__isnull=True) | Q(device_id__in=device_ids)
         )
     }
     for device in devices:
         saved = states.get(device.pk)
-        recipient = access.recipient_id(device)
-        if recipient is None:
+        owner_id, shared = recipients.get(device.pk, (None, []))
+        if owner_id is None:
             if saved is not None:
                 orphaned.append(device.pk)
             continue
-        if saved is not None and saved.user_id == recipient:
+        if saved is not None and saved.user_id == owner_id:
             known, notified_at, pending = saved.status, saved.notified_at, saved.pending
         else:
             # A new owner starts from "online" and no email: they never heard about this device.
             known, notified_at, pending = DeviceStatus.ONLINE, None, False
         current = device.status
         if current == known or current == DeviceStatus.NEVER_SEEN:
-            if saved is not None and (saved.pending or saved.user_id != recipient):
+            if saved is not None and (saved.pending or saved.user_id != owner_id):
                 quiet_states.append(_state(device, known, notified_at, pending=False))
             continue
-        wants_offline, wants_online = choices.get(
-            (recipient, device.pk), choices.get((recipient, None), (DEFAULT_OFFLINE, DEFAULT_ONLINE))
-        )
-        wanted = wants_offline if current == DeviceStatus.OFFLINE else wants_online
-        if not wanted:
+        went_offline = current == DeviceStatus.OFFLINE
+        owner_default = choices.get((owner_id, None), (DEFAULT_OFFLINE, DEFAULT_ONLINE))
+        owner_choice = choices.get((owner_id, device.pk), owner_default)
+        wanting = [
+            user_id
+            for user_id, (wants_offline, wants_online) in [
+                (owner_id, owner_choice),
+                *((user_id, choices.get((user_id, device.pk), SHARED_DEFAULT)) for user_id in shared),
+            ]
+            if (wants_offline if went_offline else wants_online)
+        ]
+        if not wanting:
             quiet_states.append(_state(device, current, notified_at, pending=False))
         elif notified_at is not None and now - notified_at < NOTIFY_INTERVAL:
             if not pending:
                 quiet_states.append(_state(device, known, notified_at, pending=True))
         else:
-            digest = digests.setdefault(recipient, _Digest())
-            (digest.offline if current == DeviceStatus.OFFLINE else digest.online).append(device)
-            digest.states.append(_state(device, current, now, pending=False))
-            digest.fallback.append(_state(device, known, notified_at, pending=True))
+            for user_id in wanting:
+                digest = digests.setdefault(user_id, _Digest())
+                (digest.offline if went_offline else digest.online).append(device)
+            mailed.append(
+                _Mailed(
+                    state=_state(device, current, now, pending=False),
+                    fallback=_state(device, known, notified_at, pending=True),
+                    recipients=wanting,
+                )
+            )
 
 
 def _state(device, status, notified_at, *, pending) -> NotificationState:
     return NotificationState(
         device_id=device.pk,
-        user_id=access.recipient_id(device),
+        user_id=access.owner_id_of(device),
         status=status,
         notified_at=notified_at,
         pending=pending,

@@ -22,6 +22,9 @@ AppConfig.ready, and the page includes their templates. Registering a panel is o
 - `wide`: a section as wide as the page; the others pair up, two to a row, in order.
 - `capability`: the panel is shown only to who may do that with the device (`devices.access.may`):
   `SEE` by default; a panel whose forms need more says so.
+- `roles`: shown only to people in one of these roles (`devices.access.ROLES`: a panel for the people
+  a device is shared with, a notice for support); None (the default): to every role the capability
+  allows. Templates also get the viewer's `access_role`, to leave out what is only the owner's.
 
 Orders in use (leave gaps; new panels take a free number):
 
@@ -33,6 +36,9 @@ Orders in use (leave gaps; new panels take a free number):
 | sections | 400 | applications | apps |
 | sections | 500 | commands | devices |
 | sections | 600, 700 | hand over with a PIN, ownership history | claiming |
+| notices | 50 | support looking under a grant (recorded) | devices (sharing) |
+| sections | 800, 810, 820 (wide) | share, who has access, invitations; shared with you (others) | devices (sharing) |
+| sections | 830, 840 | the maker's support (grant), access history | devices (sharing) |
 """
 
 from collections.abc import Callable
@@ -57,18 +63,21 @@ class Panel:
     slot: str
     wide: bool
     capability: str
+    roles: tuple | None
 
 
 _panels: dict[str, Panel] = {}
 
 
-def register(name, template, *, context=None, order, slot=SECTIONS, wide=False, capability=access.SEE):
+def register(name, template, *, context=None, order, slot=SECTIONS, wide=False, capability=access.SEE, roles=None):
     """Adds the panel `name` to the device page (see the module's docstring)."""
     if slot not in SLOTS:
         raise ImproperlyConfigured(f"Panel {name!r}: unknown slot {slot!r}; one of {SLOTS}.")
     if capability not in access.CAPABILITIES:
         raise ImproperlyConfigured(f"Panel {name!r}: unknown capability {capability!r}.")
-    _panels[name] = Panel(name, template, context, order, slot, wide, capability)
+    if roles is not None and not set(roles) <= set(access.ROLES):
+        raise ImproperlyConfigured(f"Panel {name!r}: unknown roles {roles!r}; of {access.ROLES}.")
+    _panels[name] = Panel(name, template, context, order, slot, wide, capability, tuple(roles) if roles else None)
 
 
 def registered():
@@ -97,8 +106,14 @@ def _rows(sections):
 
 def page_context(request, device, **overrides):
     """The device page's context: the panels `request.user` may see, in their slots, and their keys."""
-    shown = [panel for panel in registered() if access.may(request.user, device, panel.capability)]
-    context = {"device": device, "panels": None}  # the page's own keys: a panel setting them is a clash
+    role = access.role_of(request.user, device)
+    shown = [
+        panel
+        for panel in registered()
+        if (panel.roles is None or role in panel.roles) and access.may(request.user, device, panel.capability)
+    ]
+    # the page's own keys: a panel setting them is a clash
+    context = {"device": device, "panels": None, "access_role": role}
     owners = {}
     for panel in shown:
         if panel.context is None:

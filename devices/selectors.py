@@ -4,9 +4,20 @@ Who may see which device is decided in `devices.access`; every function here sta
 """
 
 from django.db.models import Count, F
+from django.utils import timezone
 
 from . import access
-from .models import Command, Device, DeviceStatus, Reading
+from .models import (
+    AccessEvent,
+    AccessEventKind,
+    Command,
+    Device,
+    DeviceStatus,
+    Invitation,
+    InvitationState,
+    Reading,
+    Share,
+)
 
 DEVICE_SORTS = {
     "serial": ("serial",),
@@ -22,8 +33,9 @@ COMMAND_LIMIT = 20
 
 
 def device_list_for_owner(user):
-    """Every device `user` may see (`access.devices_visible_to`)."""
-    return access.devices_visible_to(user, access.SEE)
+    """Every device `user` owns or that is shared with them (`access.devices_visible_to`), each with
+    `access_role`; what a support grant gives is on the support page, where each view is recorded."""
+    return access.devices_with_roles(user, include_support=False)
 
 
 def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=50):
@@ -32,7 +44,8 @@ def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=
     No COUNT(*): the page asks for one row more than it shows to know if there is a next page.
     The (owner, serial) and (owner, status, serial) indexes serve the default order and the filter.
     """
-    queryset = device_list_for_owner(user).select_related("product")
+    # The owner's email for "shared by …": a join of the page's rows, in the same statement.
+    queryset = device_list_for_owner(user).select_related("product", "owner")
     if status in DeviceStatus.values:
         queryset = queryset.filter(status=status)
     if sort == "last_seen":
@@ -49,9 +62,10 @@ def device_page_for_owner(user, *, status=None, sort="serial", page=1, per_page=
 
 
 def device_status_counts_for_owner(user) -> dict[str, int]:
-    """How many of the owner's devices are in each status; one index-only GROUP BY."""
+    """How many of the devices the person sees in their list are in each status; one GROUP BY."""
     counts = dict.fromkeys(DeviceStatus.values, 0)
-    rows = device_list_for_owner(user).order_by().values_list("status").annotate(n=Count("*"))
+    visible = access.devices_visible_to(user, access.SEE, include_support=False)
+    rows = visible.order_by().values_list("status").annotate(n=Count("*"))
     for status, n in rows:
         counts[status] = n
     return counts
@@ -75,3 +89,58 @@ def command_list_for_device(device: Device, *, limit=COMMAND_LIMIT) -> list[Comm
         Command.objects.filter(device=device), "created_at", access.history_start_for_user(device)
     )
     return list(commands.order_by("-created_at")[:limit])
+
+
+# --- sharing (for the owner's panels of the device page; each takes a device from access.device_for) ---
+
+AUDIT_LIMIT = 50
+
+
+def share_list_for_device(device) -> list[Share]:
+    """Who the device is shared with, oldest first (for its owner)."""
+    return list(Share.objects.filter(device=device).select_related("user").order_by("created_at", "pk"))
+
+
+def invitation_list_pending_for_device(device) -> list[Invitation]:
+    """The device's pending invitations, newest first, each with `is_expired` (an expired one no
+    longer works and may be sent again)."""
+    now = timezone.now()
+    invitations = list(Invitation.objects.filter(device=device, state=InvitationState.PENDING).order_by("-created_at"))
+    for invitation in invitations:
+        invitation.is_expired = invitation.expires_at <= now
+    return invitations
+
+
+def support_grant_live_for_device(device):
+    """The device's live support grant (access.live_grants), or None."""
+    return access.live_grants().filter(device=device).first()
+
+
+def share_for(user, device):
+    """The share that gives `user` the device, or None (its owner and support have none)."""
+    return Share.objects.filter(device=device, user=user).first() if user.is_authenticated else None
+
+
+def access_event_list_for_device(device, *, viewer, limit=AUDIT_LIMIT) -> list[AccessEvent]:
+    """The device's access audit since its owner got it, newest first, each with `whom`: who did it
+    from `viewer`'s side ("you", "support", the person's address, "the portal").
+
+    Ends written by the change of owner itself (ended_by_owner_change) are the previous ownership's:
+    the next owner is not shown whom the device was shared with before."""
+    start = access.history_start_for_user(device)
+    events = access.history_since(AccessEvent.objects.filter(device=device), "created_at", start)
+    events = list(
+        events.exclude(kind=AccessEventKind.ENDED_BY_OWNER_CHANGE).select_related("actor").order_by("-created_at")[
+            :limit
+        ]
+    )
+    for event in events:
+        if event.actor_id is None:
+            event.whom = "the portal"
+        elif event.actor_id == viewer.pk:
+            event.whom = "you"
+        elif event.actor.is_staff and event.kind == AccessEventKind.SUPPORT_VIEWED:
+            event.whom = "the maker's support"
+        else:
+            event.whom = event.actor.email
+    return events

@@ -35,3 +35,12 @@ def prune_old_data():
     from .retention import data_prune
 
     return data_prune()
+
+
+@shared_task(name="devices.tasks.expire_support_grants")
+def expire_support_grants():
+    """Ends support grants whose time ran out, with their audit entries (every minute from beat).
+    Access never waits for it: an expired grant gives nothing from its end on."""
+    from .sharing import support_grants_expire
+
+    return support_grants_expire()

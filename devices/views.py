@@ -1,4 +1,5 @@
-"""The owner's device list. Every view starts from `devices.access` (through `selectors` for pages)."""
+"""The owner's device list (with the devices shared with them, marked "shared by …"). Every view
+starts from `devices.access` (through `selectors` for pages)."""
 
 from http import HTTPStatus
 from urllib.parse import urlencode
@@ -39,7 +40,8 @@ def _page_number(value):
 @login_required
 @require_GET
 def device_list(request):
-    """The owner's devices: filter by status, sort, page; a fixed number of queries at any size."""
+    """The owner's devices and those shared with them: filter by status, sort, page; a fixed number
+    of queries at any size, however many devices are shared."""
     status = request.GET.get("status", "")
     if status not in DeviceStatus.values:
         status = ""
@@ -61,6 +63,8 @@ def device_list(request):
 
     context = {
         "devices": devices,
+        # "Share selected" only when the page holds a device of the user's own to tick.
+        "has_own": any(device.access_role == access.OWNER for device in devices),
         "status": status,
         "sort": sort,
         "sort_labels": SORT_LABELS,

@@ -56,6 +56,15 @@ class Throttled(ApplicationError):
         super().__init__(message, **kwargs)
 
 
+class Refused(PermissionDenied):
+    """A 403 whose message is safe to show (the friendly 403 page says it): raised where the user
+    may see the thing but not act on it this way, as devices.access does for a device."""
+
+    def __init__(self, message):
+        self.message = message
+        super().__init__(message)
+
+
 def error_body(code, message, fields=None):
     body = {"error": {"code": code, "message": message}}
     if fields:

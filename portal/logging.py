@@ -27,10 +27,11 @@ class JsonFormatter(logging.Formatter):
 
 REDACTED = "[redacted]"
 _SLASH = r"(?:/|%2[fF])"
-# URLs whose last part is a one-time token or a claim code: the transfer and connect links, the QR
-# label's short URL, allauth's email-confirmation and password-reset keys, the unsubscribe link.
+# URLs whose last part is a one-time token or a claim code: the transfer, invitation and connect
+# links, the QR label's short URL, allauth's email-confirmation and password-reset keys, the
+# unsubscribe link.
 _SECRET_IN_PATH = re.compile(
-    rf"({_SLASH}(?:transfer|apps{_SLASH}connect|c|accounts{_SLASH}confirm-email"
+    rf"({_SLASH}(?:transfer|shares|apps{_SLASH}connect|c|accounts{_SLASH}confirm-email"
     rf"|accounts{_SLASH}password{_SLASH}reset{_SLASH}key|devices{_SLASH}notifications{_SLASH}unsubscribe){_SLASH})"
     r"(?:(?!%2[fF]|%3[fF])[^/\s?#&\"'])+"
 )

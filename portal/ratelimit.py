@@ -72,6 +72,22 @@ def attempts(counters) -> list[str]:
     return keys
 
 
+def sender_and_recipient_attempt(
+    *, scope: str, sender_id, recipient_digest: str, per_sender, per_recipient, refusal: str
+) -> list[str]:
+    """Counts one email a person sends to an address they chose (a transfer offer, an invitation)
+    against the sender's limits (`per_sender`: (limit, window) pairs, scope `<scope>-user`) and the
+    address's (`per_recipient`, scope `<scope>-to`, keyed by a digest: no addresses in cache keys).
+    Past any of them: Throttled with `refusal` (its `{minutes}` filled in), nothing counted."""
+    counters = [(f"{scope}-user", str(sender_id), limit, window) for limit, window in per_sender]
+    counters.append((f"{scope}-to", recipient_digest, *per_recipient))
+    try:
+        return attempts(counters)
+    except Throttled as exc:
+        minutes = max(1, round(exc.retry_after / 60))
+        raise Throttled(refusal.format(minutes=minutes), retry_after=exc.retry_after) from None
+
+
 def forgive(*keys: str) -> None:
     """Takes back one guess on each counter `attempt` returned: only wrong guesses count."""
     for key in keys:

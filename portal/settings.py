@@ -307,6 +307,8 @@ CELERY_BEAT_SCHEDULE = {
     "send-due-deliveries": {"task": "apps.tasks.deliveries_send_due", "schedule": 30.0},
     "mark-stale-devices": {"task": "devices.tasks.mark_stale_devices", "schedule": 60.0},
     "prune-old-data": {"task": "devices.tasks.prune_old_data", "schedule": 24 * 3600.0},
+    # Writes down the end of support grants whose time ran out (access already ignores them): no countdowns.
+    "expire-support-grants": {"task": "devices.tasks.expire_support_grants", "schedule": 60.0},
 }
 
 # Webhooks: only https to public addresses unless explicitly allowed (development and tests).

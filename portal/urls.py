@@ -20,6 +20,9 @@ urlpatterns = [
     path("devices/", include("devices.urls")),
     path("devices/", include("apps.device_urls")),
     path("apps/", include("apps.urls")),
+    path("", include("devices.sharing_urls")),
+    # The maker's support staff: devices under their owners' live grants.
+    path("support/", include("devices.support_urls")),
     # Integrators
     path("api/v1/", include("apps.api.urls")),
     path("api/v1/", include("claiming.api.urls")),

@@ -11,6 +11,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
+from .errors import Refused
 from .http import json_error
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
@@ -34,11 +35,11 @@ def api_docs(request):
     return render(request, "api_docs.html")
 
 
-def _error_page(request, status, title, message):
+def _error_page(request, status, title, message, template="error.html"):
     wants_json = request.path.startswith(("/api/", "/device/"))
     if wants_json:
         return json_error(title.lower().replace(" ", "_"), message, status)
-    return render(request, "error.html", {"status": status, "title": title, "message": message}, status=status)
+    return render(request, template, {"status": status, "title": title, "message": message}, status=status)
 
 
 def bad_request(request, exception=None):
@@ -52,7 +53,10 @@ def nul_in_address(request):
 
 
 def permission_denied(request, exception=None):
-    return _error_page(request, 403, "Forbidden", "You are not allowed to do that.")
+    """403. A refusal that says why (portal.errors.Refused, such as "Only the owner of this device
+    can …") shows its message; any other keeps the generic one, since its text was not written for users."""
+    message = exception.message if isinstance(exception, Refused) else "You are not allowed to do that."
+    return _error_page(request, 403, "Forbidden", message, template="403.html")
 
 
 def page_not_found(request, exception=None):

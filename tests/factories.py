@@ -3,10 +3,12 @@
 
 import base64
 import os
+from datetime import timedelta
 
 import factory
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from apps.services.applications import APP_SECRET_PURPOSE
 from devices import codes
@@ -94,3 +96,25 @@ class ApplicationFactory(_KeepsRawSecrets, factory.django.DjangoModelFactory):
     secret_encrypted = factory.LazyAttribute(lambda o: encrypt(o.raw_secret))
     secret_digest = factory.LazyAttribute(lambda o: keyed_digest(o.raw_secret, purpose=APP_SECRET_PURPOSE))
     signing_secret_encrypted = factory.LazyAttribute(lambda o: encrypt(o.raw_signing_secret))
+
+
+class ShareFactory(factory.django.DjangoModelFactory):
+    """A device shared with a person (viewer unless `role` says operator)."""
+
+    class Meta:
+        model = "devices.Share"
+
+    device = factory.SubFactory(DeviceFactory)
+    user = factory.SubFactory(UserFactory)
+    role = "viewer"
+
+
+class SupportGrantFactory(factory.django.DjangoModelFactory):
+    """A live support grant for a day, without commands unless `allow_commands`."""
+
+    class Meta:
+        model = "devices.SupportGrant"
+
+    device = factory.SubFactory(DeviceFactory)
+    ends_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=1))
+    allow_commands = False

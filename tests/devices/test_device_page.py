@@ -19,9 +19,13 @@ from tests.factories import ApplicationFactory, DeviceFactory
 pytestmark = pytest.mark.django_db
 
 # Session, user, the device (with its product), readings, commands, applications linked and
-# linkable, the open transfer, the ownership history.
-PAGE_QUERIES = 9
-SECTIONS = ["summary-h", "values-h", "history-h", "apps-h", "commands-h", "pin-h", "ownership-h"]
+# linkable, the open transfer, the ownership history; the sharing panels' shares, pending
+# invitations, live support grant and access history.
+PAGE_QUERIES = 13
+SECTIONS = [
+    "summary-h", "values-h", "history-h", "apps-h", "commands-h", "pin-h", "ownership-h",
+    "share-invite-h", "share-access-h", "support-grant-h", "access-audit-h",
+]  # fmt: skip
 
 
 def _busy(owner, *, links, commands):
@@ -62,8 +66,8 @@ def test_panels_stand_in_their_order(owner_client, owned_device):
     assert re.findall(r'<h2 id="([\w-]+)"', html) == SECTIONS
     head = html[html.index('<div class="actions">') : html.index('<div class="detail-grid">')]
     assert re.findall(r'role="button"[^>]*>([^<]+)<', head) == ["Rename", "Transfer", "Reset ownership"]
-    # Two sections a row, the charts alone: the page's grid as it always was.
-    assert html.count('<div class="detail-grid">') == 3
+    # Two sections a row, the charts and the pending invitations (none here) alone.
+    assert html.count('<div class="detail-grid">') == 5
 
 
 def test_each_app_registers_its_own_panels():
@@ -72,6 +76,8 @@ def test_each_app_registers_its_own_panels():
         "rename": "devices", "connection": "devices", "values": "devices", "charts": "devices",
         "commands": "devices", "applications": "apps", "transfer": "claiming", "reset": "claiming",
         "transfer-notice": "claiming", "pin": "claiming", "ownership": "claiming",
+        "support-notice": "devices", "share-invite": "devices", "my-access": "devices", "share-access": "devices",
+        "share-invitations": "devices", "support-grant": "devices", "access-audit": "devices",
     }  # fmt: skip
 
 
@@ -89,14 +95,17 @@ def test_a_registered_panel_takes_its_place(owner_client, owned_device, registry
     html = owner_client.get(reverse("devices:detail", args=[owned_device.pk])).content.decode()
     after_pin = html[html.index('id="pin-h"') : html.index('id="ownership-h"')]
     assert 'class="badge badge-never_seen"' in after_pin
-    # Three sections after the charts: the PIN and the new one share a row, the history takes the next.
-    assert html.count('<div class="detail-grid">') == 4
+    # The PIN and the new one share a row; the history pairs with the invitation form, who has access
+    # stands alone before the (wide) pending invitations.
+    assert html.count('<div class="detail-grid">') == 6
 
 
 def test_a_panel_is_shown_only_to_who_has_its_capability(owner_client, owned_device, monkeypatch):
     monkeypatch.setattr(panels.access, "may", lambda user, device, capability: capability == access.SEE)
     html = owner_client.get(reverse("devices:detail", args=[owned_device.pk])).content.decode()
-    assert re.findall(r'<h2 id="([\w-]+)"', html) == ["summary-h", "values-h", "history-h", "ownership-h"]
+    assert re.findall(r'<h2 id="([\w-]+)"', html) == [
+        "summary-h", "values-h", "history-h", "commands-h", "ownership-h"
+    ]  # fmt: skip
     assert "Reset ownership" not in html and "Send command" not in html
 
 

@@ -30,6 +30,7 @@ DEVICE_PAGES = {
     "devices:detail", "claiming:device-reset", "claiming:device-transfer", "claiming:transfer-cancel",
     "claiming:device-pin", "devices:command", "apps-device:link", "devices:rename",
     "devices:notifications-device", "devices:credentials-revoke",
+    "devices:share-invite", "devices:share-leave", "devices:support-grant", "devices:support-grant-end",
 }
 APP_PAGES = {
     "apps:detail", "apps:settings", "apps:secret", "apps:shown-once", "apps:signing-secret", "apps:pause",
@@ -38,10 +39,18 @@ APP_PAGES = {
     "apps:retry",
 }
 OWNER_PAGES = {"devices:list", "claiming:claim", "apps:list", "apps:create", "devices:notifications"}
-TOKEN_PAGES = {"claiming:transfer-accept", "apps:connect"}  # a one-time token in the URL, login required
+# A one-time token in the URL, login required.
+TOKEN_PAGES = {"claiming:transfer-accept", "apps:connect", "sharing:invitation"}
 API_DEVICE = {"apps-api:device-detail", "apps-api:reading-list", "apps-api:command-list", "apps-api:command-detail"}
 API_OTHER = {"apps-api:device-list", "apps-api:event-list", "apps-api:connect-link-create", "claiming-api:claim-create"}
-CLASSIFIED = DEVICE_PAGES | APP_PAGES | OWNER_PAGES | TOKEN_PAGES | API_DEVICE | API_OTHER
+# Sharing actions that name a share or an invitation, "Share selected" (devices in the body) and the
+# support pages: every role of each is asserted in test_access_roles.py (the support list in
+# tests/devices/test_support.py).
+ROLE_MATRIX_PAGES = {
+    "devices:invitation-cancel", "devices:share-role", "devices:share-revoke", "devices:share-selected",
+    "support:list", "support:device", "support:command",
+}  # fmt: skip
+CLASSIFIED = DEVICE_PAGES | APP_PAGES | OWNER_PAGES | TOKEN_PAGES | API_DEVICE | API_OTHER | ROLE_MATRIX_PAGES
 
 
 def _walk(patterns, prefix="", namespace=None):
