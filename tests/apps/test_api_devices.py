@@ -126,6 +126,11 @@ def test_list_filters_by_seen_since(client, owner, application, app_auth):
     assert [row["id"] for row in rows] == [str(recent.pk)]
 
 
+def test_list_ignores_parameters_it_does_not_know(client, app_auth, linked_device):
+    rows = client.get(DEVICES_URL, {"colour": "blue", "limit": 5}, **app_auth).json()["results"]
+    assert [row["id"] for row in rows] == [str(linked_device.pk)]
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
