@@ -8,7 +8,6 @@ see is a 404 (never a 403) everywhere. Authentication, the permission and the th
 import logging
 from functools import cache
 
-from django.db.models import F
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -33,7 +32,6 @@ from .pagination import (
 from .schema import LIST_ERRORS, READ_ERRORS, WRITE_ERRORS, error_responses
 from .serializers import (
     COMMAND_SEND_EXAMPLE,
-    DEVICE_ROW_COLUMNS,
     CommandOutput,
     CommandSendInput,
     ConnectLinkOutput,
@@ -120,11 +118,9 @@ class DeviceListApi(ApplicationApi):
     )
     def get(self, request):
         filters = self.query_input(DeviceFilterInput)
-        devices = selectors.device_filter(selectors.device_list_for_application(self.application), **filters)
-        # Rows as dicts of only the columns the page shows: building 101 Device and Product
-        # instances was most of the request. The latest values (JSON) are the detail's.
-        rows = devices.values(*DEVICE_ROW_COLUMNS, product_slug=F("product__slug"))
-        return self.paginated(rows, DeviceOutput)
+        # Rows as dicts of only the columns the page shows, not Device instances; the latest values
+        # (JSON) are the detail's.
+        return self.paginated(selectors.LinkedDeviceRows(self.application, **filters), DeviceOutput)
 
 
 class DeviceDetailApi(ApplicationApi):

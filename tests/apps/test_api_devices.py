@@ -160,6 +160,17 @@ def test_list_query_count_does_not_grow_with_page_size(
     assert len(response.json()["results"]) == page_size
 
 
+@pytest.mark.parametrize("devices", [1, 100])
+def test_list_query_count_does_not_grow_with_the_fleet(
+    client, owner, application, app_auth, devices, django_assert_num_queries
+):
+    link(application, *DeviceFactory.create_batch(devices, owner=owner))
+    # 1: the application by App Id; 2: one page of devices joined with their links and products.
+    with django_assert_num_queries(2):
+        response = client.get(DEVICES_URL, {"limit": 100}, **app_auth)
+    assert len(response.json()["results"]) == devices
+
+
 # --- detail ----------------------------------------------------------------------------------------
 
 
