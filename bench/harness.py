@@ -87,8 +87,13 @@ def ensure_wrk():
 
 
 def create_database(admin_url, name):
-    """Drops and creates database `name` on the server of admin_url; returns its URL."""
+    """Drops and creates database `name` on the server of admin_url; returns its URL.
+
+    BENCH_DATABASE_SUFFIX, when set, ends the name: a run beside another on the same server (a test
+    suite's `bench.run --quick` drops and creates the same names) keeps to databases of its own."""
     import psycopg
+
+    name += os.getenv("BENCH_DATABASE_SUFFIX", "")
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
