@@ -10,12 +10,12 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from apps.api.throttling import ApplicationRateThrottle
 
+from ..hardening.test_redis_outage import redis_down  # noqa: F401 - the fixture: Redis stopped
 from .api_support import auth
 
 pytest_plugins = ["tests.apps.api_fixtures"]
 
 DEVICES_URL = "/api/v1/devices"
-DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
 # Seconds after the first request, with a rate of 3 a minute: three pass, then the window slides.
 # 60.0 drops the request at 0 (DRF drops those at or before now - 60); 60.5 finds 1, 2 and 60.
@@ -94,17 +94,10 @@ def test_past_a_lowered_rate_the_wait_is_unknown(redis_url, application, setting
     assert throttle.wait() is None
 
 
+@pytest.mark.usefixtures("redis_down")
 def test_while_redis_is_down_requests_pass_and_the_outage_is_logged(
     client, application, linked_device, settings, caplog, monkeypatch
 ):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "portal.cache.ResilientRedisCache",
-            "LOCATION": DEAD_REDIS,
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    }
-    settings.REDIS_URL = DEAD_REDIS
     settings.API_THROTTLE_RATE = "1/minute"
     monkeypatch.setattr("portal.cache._last_logged", 0.0)  # the warning is throttled per process
     caplog.set_level(logging.WARNING)
