@@ -26,11 +26,12 @@ from bench.harness import (  # noqa: E402
     PYTHON,
     ROOT,
     Gunicorn,
-    _cpu_seconds,
     bench_env,
+    cpu_ratio,
     create_database,
     manage,
     print_rows,
+    take_turns,
     wrk,
 )
 
@@ -49,20 +50,6 @@ end
 
 request = function()""",
 ).replace("lines[(i % #lines) + 1]", "lines[((i + (offset or 0)) % #lines) + 1]")
-
-
-def postgres_cpu_seconds():
-    """CPU of the PostgreSQL backends serving the benchmark database."""
-    found = subprocess.run(["pgrep", "-f", f"postgres: .*{DATABASE}"], capture_output=True, text=True).stdout
-    return _cpu_seconds([int(pid) for pid in found.split()])
-
-
-def measure(server, path, **kwargs):
-    """wrk's figures plus the database's CPU per request (the bare view has none)."""
-    before = postgres_cpu_seconds()
-    result = wrk(server, path, **kwargs)
-    result["pg_cpu_ms_per_request"] = round((postgres_cpu_seconds() - before) * 1000 / max(result["requests"], 1), 3)
-    return result
 
 
 SEED = r"""
@@ -128,36 +115,10 @@ def measure_all(*, seconds, devices, connections, admin_url, redis_url):
             "checkin": ("/device/v1/checkin", {"method": "POST", "auth_lines": bearer, "body": values}),
             "poll": ("/device/v1/provision", {"method": "POST", "auth_lines": basic, "body": '{"attempt": 3}'}),
         }
-        # The measurements take turns in short rounds, so a machine that slows down or speeds up
-        # meanwhile moves the baseline and the endpoints alike instead of skewing their ratio.
-        rounds = max(1, min(ROUNDS, seconds // 2))
-        per_round = {"seconds": max(1, seconds // rounds), "connections": connections}
-        results = {name: [] for name in requests}
         with Gunicorn(env) as server:
             wrk(server, "/bench/constant", seconds=2)  # warm-up: imports, connections
-            for _ in range(rounds):
-                for name, (path, kwargs) in requests.items():
-                    results[name].append(measure(server, path, **kwargs, **per_round))
-        return {name: combine(runs) for name, runs in results.items()}
-
-
-ROUNDS = 4
-
-
-def combine(runs):
-    """One result for several wrk runs of the same request: totals, and the worst tail."""
-    requests = sum(r["requests"] for r in runs)
-    duration_us = sum(r["duration_us"] for r in runs)
-    return {
-        "requests": requests,
-        "rps": round(requests / (duration_us / 1e6), 1),
-        "cpu_ms_per_request": round(sum(r["cpu_ms_per_request"] * r["requests"] for r in runs) / max(requests, 1), 3),
-        "pg_cpu_ms_per_request": round(
-            sum(r["pg_cpu_ms_per_request"] * r["requests"] for r in runs) / max(requests, 1), 3
-        ),
-        "p99_ms": max(r["p99_ms"] for r in runs),
-        "non2xx": sum(r["non2xx"] for r in runs),
-    }
+            return take_turns(server, requests, seconds=seconds, connections=connections,
+                              database=database_url.rsplit("/", 1)[1])
 
 
 GOALS = {"checkin": 0.25, "poll": 0.4}
@@ -192,9 +153,7 @@ def run(*, seconds=10, devices=2000, connections=16, admin_url, redis_url):
             "rps": r["rps"],
             "cpu_ms": r["cpu_ms_per_request"],
             "db_cpu_ms": r["pg_cpu_ms_per_request"],
-            # Server CPU (web + database) relative to the bare view's: steadier than req/s when
-            # other processes compete for the same cores.
-            "cpu_ratio": round(bare["cpu_ms_per_request"] / (r["cpu_ms_per_request"] + r["pg_cpu_ms_per_request"]), 3),
+            "cpu_ratio": cpu_ratio(bare, r),
             "p99_ms": r["p99_ms"],
             "non2xx": r["non2xx"],
         }

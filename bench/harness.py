@@ -91,8 +91,13 @@ def ensure_wrk():
 
 
 def create_database(admin_url, name):
-    """Drops and creates database `name` on the server of admin_url; returns its URL."""
+    """Drops and creates database `name` on the server of admin_url; returns its URL.
+
+    BENCH_DATABASE_SUFFIX, when set, ends the name: a run beside another on the same server (a test
+    suite's `bench.run --quick` drops and creates the same names) keeps to databases of its own."""
     import psycopg
+
+    name += os.getenv("BENCH_DATABASE_SUFFIX", "")
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -286,6 +291,56 @@ def wrk(
     result["rps"] = round(requests / (result["duration_us"] / 1e6), 1)
     result["cpu_ms_per_request"] = round(cpu * 1000 / requests, 3)
     return result
+
+
+def postgres_cpu_seconds(database):
+    """CPU of the PostgreSQL backends serving `database` (each names its database in its title)."""
+    found = subprocess.run(["pgrep", "-f", f"postgres: .* {database} "], capture_output=True, text=True).stdout
+    return _cpu_seconds([int(pid) for pid in found.split()])
+
+
+def measure(server, path, *, database, **kwargs):
+    """wrk's figures plus the database's CPU per request (the bare view has none)."""
+    before = postgres_cpu_seconds(database)
+    result = wrk(server, path, **kwargs)
+    pg_ms = (postgres_cpu_seconds(database) - before) * 1000
+    result["pg_cpu_ms_per_request"] = round(pg_ms / max(result["requests"], 1), 3)
+    return result
+
+
+def take_turns(server, requests, *, seconds, database, rounds=4, connections=16):
+    """Measures each of `requests` ({name: (path, wrk keyword arguments)}) for `seconds` in all, in
+    turns of short rounds, so a machine that slows down or speeds up meanwhile moves the baseline and
+    the endpoints alike instead of skewing their ratio. Returns {name: combined results}."""
+    rounds = max(1, min(rounds, seconds // 2))
+    per_round = {"seconds": max(1, seconds // rounds), "connections": connections}
+    results = {name: [] for name in requests}
+    for _ in range(rounds):
+        for name, (path, kwargs) in requests.items():
+            results[name].append(measure(server, path, database=database, **kwargs, **per_round))
+    return {name: combine(runs) for name, runs in results.items()}
+
+
+def combine(runs):
+    """One result for several wrk runs of the same request: totals, and the worst tail."""
+    requests = sum(r["requests"] for r in runs)
+    duration_us = sum(r["duration_us"] for r in runs)
+    return {
+        "requests": requests,
+        "rps": round(requests / (duration_us / 1e6), 1),
+        "cpu_ms_per_request": round(sum(r["cpu_ms_per_request"] * r["requests"] for r in runs) / max(requests, 1), 3),
+        "pg_cpu_ms_per_request": round(
+            sum(r["pg_cpu_ms_per_request"] * r["requests"] for r in runs) / max(requests, 1), 3
+        ),
+        "p99_ms": max(r["p99_ms"] for r in runs),
+        "non2xx": sum(r["non2xx"] for r in runs),
+    }
+
+
+def cpu_ratio(bare, result):
+    """Server CPU (web + database) of the bare view relative to `result`'s: steadier than req/s when
+    other processes compete for the same cores."""
+    return round(bare["cpu_ms_per_request"] / (result["cpu_ms_per_request"] + result["pg_cpu_ms_per_request"]), 3)
 
 
 def print_rows(rows):

@@ -7,6 +7,8 @@ from devices.command_definitions import BUILT_IN
 from devices.command_queue import MAX_TTL
 from devices.models import DeviceStatus
 
+from .selectors import DEVICE_ROW_COLUMNS
+
 # --- errors ------------------------------------------------------------------------------------
 
 
@@ -29,8 +31,6 @@ class ErrorOutput(serializers.Serializer):
 # --- devices -----------------------------------------------------------------------------------
 
 
-# The device columns a list row shows, read with .values() (the product's slug as `product_slug`).
-DEVICE_ROW_COLUMNS = ("id", "serial", "name", "status", "last_seen_at", "last_ip")
 _DATETIME = serializers.DateTimeField()
 
 
@@ -45,8 +45,8 @@ class DeviceOutput(serializers.Serializer):
 
     # The fields above describe the schema; the device list renders pages of 100, where DRF's
     # per-field machinery was most of the request's CPU, so the representation is built directly,
-    # from a row of DEVICE_ROW_COLUMNS (the list) or a Device (the detail).
-    # tests/apps/test_api_devices.py checks it against the declared fields.
+    # from a row of selectors.LinkedDeviceRows (the list) or a Device (the detail).
+    # tests/apps/test_api_devices.py and test_api_device_rows.py check it against the declared fields.
     def to_representation(self, device):
         if not isinstance(device, dict):
             row = {name: getattr(device, name) for name in DEVICE_ROW_COLUMNS}

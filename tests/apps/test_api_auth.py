@@ -169,6 +169,26 @@ def test_a_json_array_body_is_a_400_naming_the_problem(client, app_auth, linked_
     assert "non_field_errors" in error["fields"]
 
 
+def test_a_replaced_secret_is_refused_from_the_next_request(client, application):
+    from apps.services.applications import application_secret_replace
+
+    old = auth(application)
+    assert client.get(DEVICES_URL, **old).status_code == HTTPStatus.OK
+    new_secret = application_secret_replace(application=application)
+    assert_error(client.get(DEVICES_URL, **old), HTTPStatus.UNAUTHORIZED, "authentication_failed")
+    assert client.get(DEVICES_URL, **basic_header(application.app_id, new_secret)).status_code == HTTPStatus.OK
+
+
+def test_pausing_refuses_the_next_request(client, application):
+    from apps.services.applications import application_pause
+
+    credentials = auth(application)
+    assert client.get(DEVICES_URL, **credentials).status_code == HTTPStatus.OK
+    application_pause(application=application, reason="Paused by the owner.")
+    error = assert_error(client.get(DEVICES_URL, **credentials), HTTPStatus.UNAUTHORIZED)
+    assert "paused" in error["message"]
+
+
 def test_paused_application_can_be_resumed(client, application):
     application.paused_at = timezone.now()
     application.save(update_fields=["paused_at"])

@@ -126,6 +126,11 @@ def test_list_filters_by_seen_since(client, owner, application, app_auth):
     assert [row["id"] for row in rows] == [str(recent.pk)]
 
 
+def test_list_ignores_parameters_it_does_not_know(client, app_auth, linked_device):
+    rows = client.get(DEVICES_URL, {"colour": "blue", "limit": 5}, **app_auth).json()["results"]
+    assert [row["id"] for row in rows] == [str(linked_device.pk)]
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -153,6 +158,17 @@ def test_list_query_count_does_not_grow_with_page_size(
     with django_assert_max_num_queries(2):
         response = client.get(DEVICES_URL, {"limit": page_size}, **app_auth)
     assert len(response.json()["results"]) == page_size
+
+
+@pytest.mark.parametrize("devices", [1, 100])
+def test_list_query_count_does_not_grow_with_the_fleet(
+    client, owner, application, app_auth, devices, django_assert_num_queries
+):
+    link(application, *DeviceFactory.create_batch(devices, owner=owner))
+    # 1: the application by App Id; 2: one page of devices joined with their links and products.
+    with django_assert_num_queries(2):
+        response = client.get(DEVICES_URL, {"limit": 100}, **app_auth)
+    assert len(response.json()["results"]) == devices
 
 
 # --- detail ----------------------------------------------------------------------------------------
