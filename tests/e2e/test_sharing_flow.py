@@ -9,7 +9,6 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from devices import sharing
 from devices.models import Device, Share
 from tests.factories import DeviceFactory, ProductFactory, UserFactory
 
@@ -82,13 +81,27 @@ def test_share_accept_as_a_new_user_be_refused_and_revoked(live_server, browser,
     assert guest.get_by_text(f"shared by {owner.email}").is_visible()
     screenshot(guest, "shared-device-list")
 
+    # Their device page: the device with its owner named, and nothing of the owner's own.
+    guest.goto(f"{live_server.url}/devices/{device.pk}/")
+    assert guest.get_by_role("heading", name="Shared with you").is_visible()
+    assert guest.get_by_text(owner.email).first.is_visible()
+    assert guest.get_by_role("heading", name="Who has access").count() == 0
+    screenshot(guest, "shared-device")
+
     # An owner action is refused with a message.
     response = guest.goto(f"{live_server.url}/devices/{device.pk}/rename/")
     assert response.status == 403
     assert guest.get_by_text("Only the owner of this device can").is_visible()
 
-    # The owner revokes; the device leaves the list.
-    sharing.share_revoke(share=Share.objects.get(device=device), actor=owner, ip=None)
+    # The owner sees them under "Who has access" on the device page and revokes; the device leaves
+    # their list.
+    page.goto(f"{live_server.url}/devices/{device.pk}/")
+    who = page.locator("#sharing-access")
+    assert who.get_by_text(invitee, exact=True).is_visible()
+    screenshot(page, "sharing-panel")
+    who.get_by_role("button", name="Revoke").click()
+    page.wait_for_url(re.compile(f"/devices/{device.pk}/"))
+    assert not Share.objects.filter(device=device).exists()
     guest.goto(f"{live_server.url}/devices/")
     assert device.serial not in guest.content()
     assert guest.goto(f"{live_server.url}/devices/{device.pk}/").status == 404
