@@ -10,13 +10,12 @@ no cookies, so no CSRF.
 import contextlib
 import logging
 from dataclasses import dataclass
-from functools import cache
 
-from django.db import connection
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
+from apps import sql
 from apps.models import Application
 from apps.services.applications import APP_SECRET_PURPOSE
 from portal import ratelimit
@@ -63,20 +62,6 @@ def _credentials(request) -> tuple[str, str] | None:
         raise exceptions.AuthenticationFailed(_BAD_BASIC[bad.reason]) from None
 
 
-def _application(app_id) -> Application | None:
-    """The application with this App Id, or None. Every API request asks, so the statement is written
-    once: the ORM built and compiled a query for it each time (with an ORDER BY name that a unique
-    App Id does not need), which cost more CPU than running it. Read on every request, never kept:
-    a replaced Secret or a pause holds from the next request on."""
-    return next(iter(Application.objects.raw(_by_app_id_sql(), [app_id])), None)
-
-
-@cache
-def _by_app_id_sql() -> str:
-    table = connection.ops.quote_name(Application._meta.db_table)
-    return f"SELECT * FROM {table} WHERE app_id = %s"  # noqa: S608 - a quoted table name, the value a parameter
-
-
 class ApplicationBasicAuthentication(BaseAuthentication):
     """HTTP Basic with the application's App Id as user name and its Secret as password."""
 
@@ -88,7 +73,7 @@ class ApplicationBasicAuthentication(BaseAuthentication):
         ip = client_ip(request) or "-"
         limit, window = AUTH_FAILURES_PER_IP
         ratelimit.check("api-auth-fail-ip", ip, limit=limit, window=window)
-        application = _application(app_id)
+        application = sql.application_by_app_id(app_id)
         digest = application.secret_digest if application is not None else _NO_DIGEST
         if not digests_match(secret, digest, purpose=APP_SECRET_PURPOSE) or application is None:
             logger.warning("api.auth_rejected", extra={"reason": "wrong_credentials", "app_id": app_id[:8]})

@@ -9,16 +9,16 @@ and a test holds the two together.
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import cache
 
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from apps.models import Application, AppLink
+from apps import sql
+from apps.models import Application
 from apps.selectors import events_heard_by
 from devices import access
-from devices.models import Command, Device, Product, Reading
+from devices.models import Command, Device, Reading
 from portal.errors import NotFound
 
 EVENTS_DEFAULT_WINDOW = timedelta(hours=24)
@@ -115,23 +115,10 @@ class LinkedDeviceRows:
         if self.past:
             conditions.append("d.serial > %s" if self.past[0] == "gt" else "d.serial < %s")
             params.append(self.past[1])
-        order = "DESC" if self.descending else "ASC"
-        sql = f"{_rows_from()} WHERE {' AND '.join(conditions)} ORDER BY d.serial {order} LIMIT %s OFFSET %s"
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, page.stop - page.start, page.start])
-            return [dict(zip(DEVICE_ROW_KEYS, row, strict=True)) for row in cursor.fetchall()]
-
-
-@cache
-def _rows_from() -> str:
-    q = connection.ops.quote_name
-    columns = ", ".join(f"d.{q(Device._meta.get_field(name).column)}" for name in DEVICE_ROW_COLUMNS)
-    device, link, product = (q(model._meta.db_table) for model in (Device, AppLink, Product))
-    # Only quoted names are interpolated here and in read_by_statement; every value is a parameter.
-    return (
-        f"SELECT {columns}, p.slug FROM {device} d "  # noqa: S608
-        f"INNER JOIN {link} l ON l.device_id = d.id INNER JOIN {product} p ON p.id = d.product_id"
-    )
+        return sql.linked_device_rows(
+            conditions, params, columns=DEVICE_ROW_COLUMNS, keys=DEVICE_ROW_KEYS,
+            descending=self.descending, offset=page.start, limit=page.stop - page.start,
+        )  # fmt: skip
 
 
 def reading_list_for_device(application: Application, device: Device, *, since=None, until=None):
