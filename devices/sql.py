@@ -187,8 +187,20 @@ def poll_row(serial):
 # Check-in -----------------------------------------------------------------------------------------
 
 
+# How a check-in names its device: by its token's digest (HTTP), or by its serial (MQTT: the broker
+# verified the device's certificate, whose CN is the serial) while the device has a certificate in
+# force (a reset or a revocation clears it, so a session the broker has not ended yet is refused
+# here). Over MQTT the portal does not see the device's address: last_ip stays as it was.
+CHECKIN_BY = {
+    "token": ("d.token_digest = %(key)s", True),
+    "certificate": ("d.serial = %(key)s AND d.certificate_serial <> ''", False),
+}
+
+
 @cache
-def checkin_sql() -> str:
+def checkin_sql(by="token") -> str:
+    identity, sets_ip = CHECKIN_BY[by]
+    set_ip = " last_ip = %(ip)s," if sets_ip else ""
     device, reading, event, product = (_table(m) for m in (Device, Reading, DeviceEvent, Product))
     online = literal(DeviceStatus.ONLINE)
     # One round trip. `old` is the row as it was before this statement (same snapshot), which
@@ -209,11 +221,11 @@ def checkin_sql() -> str:
     return f"""
 WITH dev AS (
     UPDATE {device} AS d
-       SET last_seen_at = %(now)s, last_ip = %(ip)s, status = {online}, "values" = %(values)s::jsonb,
+       SET last_seen_at = %(now)s,{set_ip} status = {online}, "values" = %(values)s::jsonb,
            token_used_at = COALESCE(d.token_used_at, %(now)s),
            stale_check_at = {next_look}
       FROM {device} AS old, {product} AS p
-     WHERE d.token_digest = %(digest)s AND old.id = d.id AND p.id = d.product_id
+     WHERE {identity} AND old.id = d.id AND p.id = d.product_id
     RETURNING d.id, d.name, p.checkin_interval, old.status AS old_status, old.token_used_at IS NULL AS first_use
 ), reading AS (
     INSERT INTO {reading} (device_id, recorded_at, "values")
@@ -233,19 +245,20 @@ SELECT dev.id, dev.old_status, dev.first_use, dev.checkin_interval,
 """  # noqa: S608
 
 
-def checkin_run(*, digest, values, ip, now, data, synchronous_commit: bool):
+def checkin_run(*, values, ip, now, data, synchronous_commit: bool, digest=None, serial=None):
     """Runs the check-in statement: (device id, old status, first use, check-in interval, open
-    commands) of the device whose token has `digest`, None when no device has it. `data` is the
-    device.data event's."""
+    commands) of the device whose token has `digest` (or, by certificate, whose serial is `serial`),
+    None when no device has it. `data` is the device.data event's."""
+    by, key = ("token", digest) if serial is None else ("certificate", serial)
     # The event ids are chosen here, so a retried statement that had in fact run fails on the
     # primary key instead of recording the check-in twice.
     row = fetchone(
-        checkin_sql(),
+        checkin_sql(by),
         {
             "now": now,
             "ip": ip,
             "values": json.dumps(values),
-            "digest": digest,
+            "key": key,
             "data_event_id": uuid.uuid4(),
             "online_event_id": uuid.uuid4(),
             "data": json.dumps(data),

@@ -100,6 +100,7 @@ def device_provision(
                     product_id=device.product_id,
                     serial_number=replaced,
                     reason=RevokedCertificate.Reason.SUPERSEDED,
+                    device_id=device.pk,
                 )
         if issued:
             logger.info(
@@ -128,9 +129,10 @@ def checkin_event_data(*, values, now) -> dict:
     return {"values": values, "recorded_at": now.isoformat()}
 
 
-def _checkin_postgresql(*, digest, values, ip, now):
+def _checkin_postgresql(*, values, ip, now, digest=None, serial=None):
     checked_in = sql.checkin_run(
         digest=digest,
+        serial=serial,
         values=values,
         ip=ip,
         now=now,
@@ -145,13 +147,18 @@ def _checkin_postgresql(*, digest, values, ip, now):
     return checked_in
 
 
-def _checkin_portable(*, digest, values, ip, now):
+def _checkin_portable(*, values, ip, now, digest=None, serial=None):
+    # The device by its token's digest, or by certificate as devices.sql.CHECKIN_BY says (then its
+    # address is not known, and last_ip stays).
+    if serial is None:
+        device, address = Device.objects.filter(token_digest=digest), {"last_ip": ip}
+    else:
+        device, address = Device.objects.filter(serial=serial).exclude(certificate_serial=""), {}
     with transaction.atomic():
         # select_for_update orders concurrent check-ins of one device (a no-op on SQLite, whose
         # writers are serialised anyway).
         row = (
-            Device.objects.select_for_update()
-            .filter(token_digest=digest)
+            device.select_for_update()
             .values_list(
                 "id",
                 "status",
@@ -168,7 +175,7 @@ def _checkin_portable(*, digest, values, ip, now):
         device_id, old_status, used_at, stale_check_at, interval, offline_after, name = row
         Device.objects.filter(pk=device_id).update(
             last_seen_at=now,
-            last_ip=ip,
+            **address,
             status=DeviceStatus.ONLINE,
             values=values,
             token_used_at=Coalesce("token_used_at", now),
@@ -201,8 +208,9 @@ def _checkin_portable(*, digest, values, ip, now):
 
 def checkin_path():
     """The check-in implementation for this database: the one statement on PostgreSQL, the
-    portable ORM path elsewhere. Both take (digest, values, ip, now) and return (device id, old
-    status, first use, check-in interval, open commands); a test runs both on PostgreSQL."""
+    portable ORM path elsewhere. Both take (values, ip, now, and the device's token `digest` or, by
+    certificate, its `serial`) and return (device id, old status, first use, check-in interval,
+    open commands); a test runs both on PostgreSQL."""
     return _checkin_postgresql if connection.vendor == "postgresql" else _checkin_portable
 
 
@@ -213,11 +221,23 @@ def device_checkin(*, token: str, values, ip: str | None) -> dict:
 
     Invalid values raise ValidationError before anything is written.
     """
+    return _checkin(values=values, ip=ip, digest=token_digest(token))
+
+
+def device_checkin_by_certificate(*, serial: str, values) -> dict:
+    """`device_checkin` for a device the MQTT broker authenticated by its certificate (the CN is
+    its serial): the same rules, writes and answer. Refused (Unauthenticated) when the device has
+    no certificate in force, as after a reset or a revocation."""
+    return _checkin(values=values, ip=None, serial=serial)
+
+
+def _checkin(*, values, ip, digest=None, serial=None) -> dict:
     values_validate(values)
     now = timezone.now()
-    digest = token_digest(token)
     checkin = checkin_path()
-    device_id, old_status, first_use, interval, commands = checkin(digest=digest, values=values, ip=ip, now=now)
+    device_id, old_status, first_use, interval, commands = checkin(
+        digest=digest, serial=serial, values=values, ip=ip, now=now
+    )
     if first_use:
         logger.info("device.provisioned", extra={"device_id": str(device_id)})
     if old_status != DeviceStatus.ONLINE:
