@@ -118,6 +118,13 @@ def device_provision(
     raise ApplicationError("The device changed while provisioning; poll again.", code="retry", status=409)
 
 
+def checkin_values(body: dict):
+    """The values of a check-in's body (HTTP or MQTT), which must name them."""
+    if "values" not in body:
+        raise ValidationError("values is required.", code="invalid_values", fields={"values": ["Required."]})
+    return body["values"]
+
+
 def values_validate(values) -> dict:
     if errors := flat_object_errors(values, max_keys=MAX_VALUES, what="values"):
         raise ValidationError(errors[0], code="invalid_values", fields={"values": errors})
