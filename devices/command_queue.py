@@ -164,6 +164,24 @@ def commands_mark_delivered(*, device_id, commands) -> None:
 
 
 @transaction.atomic
+def commands_mark_pushed(*, command_ids) -> int:
+    """Pending → delivered for commands the MQTT broker accepted for their device's subscription
+    (its PUBACK): the same step as handing them at a check-in (commands_mark_delivered), for those
+    still pending. Returns how many moved."""
+    commands = list(
+        Command.objects.select_for_update()
+        .filter(pk__in=list(command_ids), status=CommandStatus.PENDING)
+        .only("device_id", *OPEN_COMMAND_FIELDS)
+    )
+    by_device = {}
+    for command in commands:
+        by_device.setdefault(command.device_id, []).append(command)
+    for device_id, pending in by_device.items():
+        commands_mark_delivered(device_id=device_id, commands=pending)
+    return len(commands)
+
+
+@transaction.atomic
 def command_ack(*, device, command_id, status, result=None) -> Command:
     """The device reports the outcome of a command it was handed.
 

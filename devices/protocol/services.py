@@ -277,6 +277,15 @@ def device_for_token(*, token: str) -> Device:
     return device
 
 
+def device_for_certificate(*, serial: str) -> Device:
+    """The device an MQTT client's certificate names (its CN, the serial), while it has a
+    certificate in force (Unauthenticated otherwise): the check-in's rule, devices.sql.CHECKIN_BY."""
+    device = Device.objects.only("id", "serial").filter(serial=serial).exclude(certificate_serial="").first()
+    if device is None:
+        raise Unauthenticated()
+    return device
+
+
 def device_commands_fetch(*, device: Device) -> list[dict]:
     """The device's open commands, oldest first; pending ones become delivered."""
     with transaction.atomic():
