@@ -313,6 +313,14 @@ def broker_ca_certificate(directory: Path | None = None) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def mqtt_endpoint() -> dict | None:
+    """What provisioning tells a device with a certificate about the broker: its URL
+    (settings.MQTT_DEVICE_URL) and the CA to verify it with; None while MQTT is not offered."""
+    if not settings.MQTT_DEVICE_URL or not (ca := broker_ca_certificate()):
+        return None
+    return {"url": settings.MQTT_DEVICE_URL, "ca": ca}
+
+
 def broker_config_write(
     *,
     directory: Path | None = None,

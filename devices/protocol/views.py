@@ -20,6 +20,7 @@ from portal.http import BadBasicCredentials, basic_credentials, client_ip, json_
 from ..ca import product_ca_ensure, product_crl_cached
 from ..command_queue import command_ack
 from ..models import Product
+from ..mqtt.broker import mqtt_endpoint
 from ..services import token_digest
 from . import limits, renewal, schema, services
 from .bodies import BadBody, json_object_parse, too_large
@@ -209,6 +210,8 @@ class DeviceProvisionApi(DeviceEndpoint):
                 "commands": request.build_absolute_uri(reverse("device-protocol:commands")),
                 "certificate": request.build_absolute_uri(reverse("device-protocol:certificate")),
             }
+            if answer["credentials"]["certificate"] and (mqtt := mqtt_endpoint()):
+                answer["endpoints"]["mqtt"] = mqtt
         return JsonResponse(answer)
 
 

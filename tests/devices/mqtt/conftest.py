@@ -75,6 +75,7 @@ def mqtt_settings(settings, tmp_path):
     settings.MQTT_HOST = "127.0.0.1"
     settings.MQTT_PORT = free_port()
     settings.MQTT_TLS_PORT = free_port()
+    settings.MQTT_DEVICE_URL = f"mqtts://localhost:{settings.MQTT_TLS_PORT}"
     return settings
 
 
@@ -212,6 +213,11 @@ def provisioned(client, product, owner, mosquitto, tmp_path):
         response = provision(client, device, {"attempt": 0, "csr": csr_pem(serial, key=key)})
         assert response.status_code == 200, response.content
         credentials = response.json()["credentials"]
+        # Provisioning names the broker and the CA to verify it with.
+        assert response.json()["endpoints"]["mqtt"] == {
+            "url": f"mqtts://localhost:{mosquitto.tls_port}",
+            "ca": (mosquitto.directory / BROKER_CA).read_text(),
+        }
         key_pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode()
