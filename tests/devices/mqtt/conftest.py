@@ -64,8 +64,17 @@ class Broker:
 
 
 @pytest.fixture
-def product(transactional_db):
-    return ProductFactory(slug="thermo", name="Thermo", commands=["reboot"])
+def products(transactional_db):
+    """Two products, so two product CAs (and their two revocation lists) on one broker."""
+    return (
+        ProductFactory(slug="thermo", name="Thermo", commands=["reboot"]),
+        ProductFactory(slug="meter", name="Meter", commands=["reboot"]),
+    )
+
+
+@pytest.fixture
+def product(products):
+    return products[0]
 
 
 @pytest.fixture
@@ -204,11 +213,16 @@ def provisioned(client, product, owner, mosquitto, tmp_path):
     MqttDevice for it (not yet connected)."""
     made = []
 
-    def make(serial="MQ-0001"):
-        EmailAddress.objects.get_or_create(user=owner, email=owner.email, defaults={"verified": True, "primary": True})
-        code = ClaimCodeFactory()
-        device = DeviceFactory(serial=serial, product=product, claim_code=code)
-        device_claim_by_code(user=owner, code=code.raw_code, ip="203.0.113.1")
+    def make(serial="MQ-0001", *, of=None, device=None):
+        """`device` given: provision it again (after a reset or a revocation), with a new key."""
+        if device is None:
+            EmailAddress.objects.get_or_create(
+                user=owner, email=owner.email, defaults={"verified": True, "primary": True}
+            )
+            code = ClaimCodeFactory()
+            device = DeviceFactory(serial=serial, product=of or product, claim_code=code)
+            device_claim_by_code(user=owner, code=code.raw_code, ip="203.0.113.1")
+        serial = device.serial
         key = ec.generate_private_key(ec.SECP256R1())
         response = provision(client, device, {"attempt": 0, "csr": csr_pem(serial, key=key)})
         assert response.status_code == 200, response.content
@@ -226,7 +240,7 @@ def provisioned(client, product, owner, mosquitto, tmp_path):
             certificate=credentials["certificate"],
             key_pem=key_pem,
             broker=mosquitto,
-            folder=tmp_path / serial,
+            folder=tmp_path / f"{serial}-{len(made)}",
         )
         mqtt_device.device = device
         mqtt_device.token = credentials["token"]

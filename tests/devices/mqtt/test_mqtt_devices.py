@@ -100,6 +100,37 @@ def test_a_revoked_certificate_is_refused_and_its_open_session_ends(provisioned,
     assert not device.connect()  # the broker read the new revocation list
 
 
+def test_after_a_revocation_a_new_certificate_with_the_same_serial_connects(provisioned, bridge, products):
+    thermo = provisioned("MQ-THERMO", of=products[0])
+    meter = provisioned("MQ-METER", of=products[1])
+    assert thermo.connect() and meter.connect()
+
+    device_credentials_revoke(device=meter.device)  # on the second product CA's list
+    meter.disconnected.get(timeout=REVOCATION_DEADLINE)
+    meter.client.loop_stop()
+
+    assert not meter.connect()
+    assert provisioned(device=meter.device).connect()  # provisioned again: a new certificate, same CN
+    thermo.checkin({"t": 1})  # the first product CA's devices are not affected
+    assert wait_until(lambda: Reading.objects.filter(device=thermo.device).exists())
+
+
+def test_messages_published_while_the_bridge_is_away_are_stored_when_it_returns(provisioned, bridge_factory):
+    away = bridge_factory("bridge-1")
+    device = provisioned()
+    assert device.connect()
+    away.stop()
+    time.sleep(0.5)
+
+    for n in range(3):
+        device.checkin({"n": n})  # the broker acknowledges them: they wait in the bridge's session
+    assert not Reading.objects.exists()
+    bridge_factory("bridge-1")
+
+    assert wait_until(lambda: Reading.objects.filter(device=device.device).count() == 3)
+    device.close()
+
+
 def test_a_device_cannot_publish_or_listen_on_another_devices_topics(provisioned, bridge, owner):
     mallory, victim = provisioned("MQ-MALLORY"), provisioned("MQ-VICTIM")
     assert mallory.connect()
