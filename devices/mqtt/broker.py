@@ -42,14 +42,10 @@ from . import topics
 
 logger = logging.getLogger(__name__)
 
-CONF, CAFILE, CRLFILE, ACLFILE, PASSWDFILE, PIDFILE = (
-    "mosquitto.conf",
-    "product-cas.pem",
-    "crl.pem",
-    "acl",
-    "passwd",
-    "mosquitto.pid",
-)
+CONF, CAFILE, CRLFILE, ACLFILE, PASSWDFILE = "mosquitto.conf", "product-cas.pem", "crl.pem", "acl", "passwd"
+# In the broker's own folder (data/, with its persistence): the directory itself stays the portal's,
+# which writes crl.pem there again while the broker runs.
+PIDFILE = "data/mosquitto.pid"
 BROKER_CA, BROKER_CA_KEY, SERVER_CERT, SERVER_KEY = "broker-ca.pem", "broker-ca.key", "server.pem", "server.key"
 BROKER_CA_VALIDITY = timedelta(days=20 * 365)
 SERVER_CERT_VALIDITY = timedelta(days=397)
@@ -156,18 +152,21 @@ def conf_text(*, directory: Path, tls_port: int, bridge_host: str, bridge_port: 
     return "\n".join(lines) + "\n"
 
 
-def _grant(directory: Path, user: str) -> None:
-    """Written as root, the files the broker reads or writes after dropping to `user` are made its
-    own (the broker CA's key is not: only the portal signs with it)."""
+def _grant(directory: Path, owner: str) -> None:
+    """Written as root, what the broker writes (data/) or reads after dropping its privileges (the
+    password file, the server key) becomes `owner`'s: a user name or `uid:gid`. The broker CA's key
+    does not: only the portal signs with it."""
     if os.geteuid() != 0:
         return
+    uid, _, gid = owner.partition(":")
     try:
-        entry = pwd.getpwnam(user)
+        entry = pwd.getpwnam(uid) if not uid.isdigit() else None
     except KeyError:
         return
-    for path in (directory, directory / "data", directory / PASSWDFILE, directory / SERVER_KEY):
+    ids = (entry.pw_uid, entry.pw_gid) if entry else (int(uid), int(gid or uid))
+    for path in (directory / "data", directory / PASSWDFILE, directory / SERVER_KEY):
         if path.exists():
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+            os.chown(path, *ids)
 
 
 def _products_with_ca():
@@ -331,9 +330,11 @@ def broker_config_write(
     bridge_password: str | None = None,
     server_names=None,
     user: str = "mosquitto",
+    owner: str | None = None,
 ) -> Path:
     """Writes (or brings up to date) every file of the broker's configuration; returns the path of
-    mosquitto.conf. Defaults come from the MQTT_* settings; `user` is who the broker runs as.
+    mosquitto.conf. Defaults come from the MQTT_* settings; `user` is who the broker runs as, `owner`
+    (`uid:gid` or a name, default `user`) who owns its files when that user is not known here.
     Every product gets its CA now, so that a device of any product can connect; without any product
     the TLS listener is left out (a broker needs at least one CA to verify clients against)."""
     directory = Path(directory or settings.MQTT_DIR)
@@ -368,5 +369,5 @@ def broker_config_write(
             user=user,
         ),
     )
-    _grant(directory, user)
+    _grant(directory, owner or user)
     return conf

@@ -25,7 +25,15 @@ class Command(BaseCommand):
             help="A name or address devices connect to (repeat; default MQTT_SERVER_NAMES).",
         )
 
-    def handle(self, *args, dir, tls_port, bridge_host, bridge_port, server_names, **options):
+        parser.add_argument("--broker-user", default="mosquitto", help="The user the broker runs as (its `user`).")
+        parser.add_argument(
+            "--broker-owner",
+            help="uid:gid owning the broker's files when --broker-user is not known on this host (containers).",
+        )
+
+    def handle(
+        self, *args, dir, tls_port, bridge_host, bridge_port, server_names, broker_user, broker_owner, **options
+    ):
         if not settings.MQTT_BRIDGE_PASSWORD:
             raise CommandError("Set MQTT_BRIDGE_PASSWORD (or MQTT_BRIDGE_PASSWORD_FILE): the bridge's credential.")
         conf = broker_config_write(
@@ -34,5 +42,7 @@ class Command(BaseCommand):
             bridge_host=bridge_host,
             bridge_port=bridge_port,
             server_names=server_names,
+            user=broker_user,
+            owner=broker_owner,
         )
         self.stdout.write(str(conf))
