@@ -225,3 +225,25 @@ def test_both_sweep_paths_mark_the_same_devices_and_record_the_same_events(requi
         "fast product, quiet", "quiet", "quiet, fractional seconds", "quiet, no owner", "quiet, whole seconds",
         "offline",
     }  # fmt: skip
+
+
+def test_both_paths_check_in_by_certificate_alike(requires_postgres, clock, owner, product):
+    # MQTT (issue #20): the device named by its serial while it has a certificate; last_ip kept.
+    devices = {}
+    paths = (("CERT-STATEMENT", services._checkin_postgresql), ("CERT-PORTABLE", services._checkin_portable))
+    for serial, path in paths:
+        devices[path] = device = _twin(product, owner, f"token-{serial}")
+        Device.objects.filter(pk=device.pk).update(serial=serial, certificate_serial="ab12", last_ip="192.0.2.1")
+        checked_in = path(serial=serial, values={"t": 1.5}, ip=None, now=START)
+        assert checked_in[1:4] == (DeviceStatus.NEVER_SEEN, True, product.checkin_interval)
+    statement, portable = devices[services._checkin_postgresql], devices[services._checkin_portable]
+    assert _row(statement) == _row(portable)
+    assert _row(statement)["device"]["last_ip"] == "192.0.2.1"
+
+
+def test_both_paths_refuse_a_device_without_a_certificate_alike(requires_postgres, owner, product):
+    DeviceFactory(product=product, owner=owner, serial="NO-CERT", certificate_serial="")
+    for path in (services._checkin_postgresql, services._checkin_portable):
+        with pytest.raises(services.Unauthenticated):
+            path(serial="NO-CERT", values={}, ip=None, now=timezone.now())
+    assert not Reading.objects.exists()
