@@ -271,6 +271,73 @@ def checkin_run(*, values, ip, now, data, synchronous_commit: bool, digest=None,
     return device_id, old_status, first_use, interval, _commands_from_json(device_id, open_commands)
 
 
+@cache
+def checkin_batch_sql() -> str:
+    """Many check-ins by certificate (MQTT) in one statement: `checkin_sql("certificate")` for each
+    row of the input arrays (one row per device: the caller splits repeats of a device), built from
+    the same parts (the next look, the events, the open commands). A device the input names but
+    that has no certificate in force returns no row."""
+    device, reading, event, product = (_table(m) for m in (Device, Reading, DeviceEvent, Product))
+    online = literal(DeviceStatus.ONLINE)
+    identity, _sets_ip = CHECKIN_BY["certificate"]
+    next_look = stale_check_next_sql(
+        old_status="d.status", stale_check_at="d.stale_check_at", now="%(now)s", offline_after="p.offline_after"
+    )
+    return f"""
+WITH input AS (
+    SELECT * FROM unnest(%(serials)s::text[], %(values)s::jsonb[], %(data)s::jsonb[], %(data_ids)s::uuid[],
+                         %(online_ids)s::uuid[]) AS i(key, vals, data, data_event_id, online_event_id)
+), dev AS (
+    UPDATE {device} AS d
+       SET last_seen_at = %(now)s, status = {online}, "values" = i.vals,
+           token_used_at = COALESCE(d.token_used_at, %(now)s),
+           stale_check_at = {next_look}
+      FROM input AS i, {device} AS old, {product} AS p
+     WHERE {identity.replace("%(key)s", "i.key")} AND old.id = d.id AND p.id = d.product_id
+    RETURNING d.id, d.name, d.serial, p.checkin_interval, old.status AS old_status,
+              old.token_used_at IS NULL AS first_use, i.vals, i.data, i.data_event_id, i.online_event_id
+), reading AS (
+    INSERT INTO {reading} (device_id, recorded_at, "values")
+    SELECT id, %(now)s, vals FROM dev
+), events AS (
+    INSERT INTO {event} (id, device_id, type, data, device_name, created_at)
+    SELECT data_event_id, id, {literal(DeviceEventType.DATA)}, data, name, %(now)s FROM dev
+    UNION ALL
+    SELECT online_event_id, id, {literal(DeviceEventType.ONLINE)},
+           jsonb_build_object('previous_status', old_status), name, %(now)s
+      FROM dev WHERE old_status <> {online}
+)
+SELECT dev.serial, dev.id, dev.old_status, dev.first_use, dev.checkin_interval,
+       set_config('synchronous_commit', %(synchronous_commit)s, true),
+       {open_commands_sql(device_id="dev.id", now="%(now)s")}
+  FROM dev
+"""  # noqa: S608
+
+
+def checkin_batch_run(*, checkins, now, data, synchronous_commit: bool) -> dict:
+    """Runs the batch statement for `checkins` ((serial, values), one per device; `data` the
+    device.data event of each): {serial: (device id, old status, first use, interval, open
+    commands)} for the devices it checked in."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            checkin_batch_sql(),
+            {
+                "now": now,
+                "serials": [serial for serial, _values in checkins],
+                "values": [json.dumps(values) for _serial, values in checkins],
+                "data": [json.dumps(d) for d in data],
+                "data_ids": [uuid.uuid4() for _ in checkins],
+                "online_ids": [uuid.uuid4() for _ in checkins],
+                "synchronous_commit": "on" if synchronous_commit else "off",
+            },
+        )
+        rows = cursor.fetchall()
+    return {
+        serial: (device_id, old_status, first_use, interval, _commands_from_json(device_id, open_commands))
+        for serial, device_id, old_status, first_use, interval, _synchronous_commit, open_commands in rows
+    }
+
+
 # The stale sweep ----------------------------------------------------------------------------------
 
 

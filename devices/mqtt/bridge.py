@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 SESSION_EXPIRY_SECONDS = 3600
 RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS = 1, 60
 DATABASE_RETRY_MAX_SECONDS = 30
+# Messages handled together. The broker sends a client this many unacknowledged QoS 1 messages at
+# most (max_inflight_messages in mosquitto.conf), so that bounds a batch too.
+BATCH_MAX = 200
 
 
 class Bridge:
@@ -83,12 +86,9 @@ class Bridge:
         self.start()
         try:
             while not self.stopping.is_set():
-                try:
-                    message = self.messages.get(timeout=0.2)
-                except queue.Empty:
-                    message = None
-                if message is not None:
-                    self._handle(message)
+                batch = self._batch()
+                if batch:
+                    self._handle(batch)
                 if self.watch is not None and self.watch.due():
                     self._guarded(self.watch.check)
         finally:
@@ -111,12 +111,28 @@ class Bridge:
                 delay = min(delay * 2, DATABASE_RETRY_MAX_SECONDS)
         return None
 
-    def _handle(self, message) -> None:
-        replies = self._guarded(lambda: ingest.message_handle(topic=message.topic, payload=message.payload))
+    def _batch(self) -> list:
+        """The messages received meanwhile (at least one, waiting a moment for it; at most
+        BATCH_MAX): handled together, their check-ins written in one statement."""
+        try:
+            batch = [self.messages.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self.messages.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _handle(self, batch) -> None:
+        replies = self._guarded(lambda: ingest.messages_handle([(m.topic, m.payload) for m in batch]))
         if replies is None:
-            return  # stopping: left unacknowledged, the broker hands it over again
+            return  # stopping: left unacknowledged, the broker hands them over again
         for topic, payload in replies:
             self.client.publish(topic, payload, qos=1)
-        if message.qos:
-            self.client.ack(message.mid, message.qos)
-        self.handled += 1
+        # Acknowledged once written: a crash before this gets them again from the broker.
+        for message in batch:
+            if message.qos:
+                self.client.ack(message.mid, message.qos)
+        self.handled += len(batch)

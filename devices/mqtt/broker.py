@@ -125,8 +125,14 @@ def conf_text(*, directory: Path, tls_port: int, bridge_host: str, bridge_port: 
         "log_type notice",
         "connection_messages true",
         f"max_packet_size {MAX_PACKET_BYTES}",
-        # Commands for a device that is away wait in its session (QoS 1), up to this many.
-        "max_queued_messages 100",
+        # Per client, beyond those in flight: a bridge's session must hold every check-in that
+        # arrives while it is busy or away (past the limit the broker drops QoS 1 messages); a
+        # device's holds the commands sent while it is away. Bounded in bytes too.
+        "max_queued_messages 1000000",
+        # Unacknowledged QoS 1 messages in flight to a client (mosquitto's default is 20): the
+        # bridge acknowledges a batch once it is written, so this is its largest batch.
+        "max_inflight_messages 200",
+        "max_queued_bytes 1073741824",
         "",
         "# The portal's bridge and command publisher, with their password.",
         f"listener {bridge_port} {bridge_host}",

@@ -1,4 +1,4 @@
-"""What the bridge does with a message a device published: the MQTT twin of the device endpoints,
+"""What the bridge does with the messages devices published: the MQTT twin of the device endpoints,
 as thin as they are. The same checks, in the same order (rate limit, credentials, body, work), and
 the same services: devices.protocol.services for check-ins, devices.command_queue.command_ack for
 results, devices.stale.device_mark_offline for the last will.
@@ -6,6 +6,7 @@ results, devices.stale.device_mark_offline for the last will.
 The broker authenticated the device (its certificate, whose CN is the serial in the topic: the ACL
 lets it publish only there); the services refuse a device whose certificate is no longer in force.
 A refused message is logged and dropped (acknowledged to the broker): MQTT has no answer to send.
+Check-ins come in batches (what the bridge has received meanwhile), written together.
 """
 
 import json
@@ -13,7 +14,7 @@ import logging
 
 from django.conf import settings
 
-from portal.errors import ApplicationError
+from portal.errors import ApplicationError, Throttled
 
 from ..command_queue import command_ack
 from ..protocol import limits, services
@@ -24,10 +25,14 @@ from . import topics
 logger = logging.getLogger(__name__)
 
 
-def _limit(scope: str, serial: str) -> None:
+def _counter(scope: str, serial: str) -> tuple[str, str, int]:
     # Per device, as the HTTP endpoints count per token; the broker's address is the bridge's, so
     # there is no per-address counter (the broker limits connections).
-    limits.hit((f"dev-mqtt-{scope}", serial, settings.DEVICE_RATE_LIMIT_PER_DEVICE))
+    return (f"dev-mqtt-{scope}", serial, settings.DEVICE_RATE_LIMIT_PER_DEVICE)
+
+
+def _refused(exc: ApplicationError, kind: str, serial: str) -> None:
+    logger.warning("mqtt.message_refused", extra={"code": exc.code, "kind": kind, "serial": serial[:64]})
 
 
 def command_message(command: dict) -> bytes:
@@ -36,26 +41,56 @@ def command_message(command: dict) -> bytes:
 
 
 def message_handle(*, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
-    """Handles one message; returns what to publish in reply (topic, payload): a check-in's open
-    commands, one message each on the device's commands topic, as HTTP answers them."""
-    parsed = topics.parse(topic)
-    if parsed is None:
-        logger.warning("mqtt.message_refused", extra={"code": "unknown_topic", "topic": topic[:128]})
-        return []
-    kind, serial, command_id = parsed
+    """Handles one message; returns what to publish in reply (see messages_handle)."""
+    return messages_handle([(topic, payload)])
+
+
+def messages_handle(messages) -> list[tuple[str, bytes]]:
+    """Handles (topic, payload) messages in order, their check-ins together; returns what to
+    publish in reply (topic, payload): each check-in's open commands, one message each on the
+    device's commands topic, as HTTP answers them."""
+    replies, checkins = [], []
+    for topic, payload in messages:
+        parsed = topics.parse(topic)
+        if parsed is None:
+            logger.warning("mqtt.message_refused", extra={"code": "unknown_topic", "topic": topic[:128]})
+        elif parsed[0] == "checkin":
+            checkins.append((parsed[1], payload))
+        else:
+            _other_handle(*parsed, payload)
+    if checkins:
+        replies += _checkins_handle(checkins)
+    return replies
+
+
+def _checkins_handle(checkins) -> list[tuple[str, bytes]]:
+    allowed = limits.within([_counter("checkin", serial) for serial, _payload in checkins])
+    valid = []
+    for (serial, payload), within in zip(checkins, allowed, strict=True):
+        try:
+            if not within:
+                raise Throttled(retry_after=limits.WINDOW)
+            valid.append((serial, services.checkin_values(json_object_parse(payload))))
+        except ApplicationError as exc:
+            _refused(exc, "checkin", serial)
+    replies = []
+    outcomes = services.devices_checkin_by_certificate(checkins=valid)
+    for (serial, _values), outcome in zip(valid, outcomes, strict=True):
+        if isinstance(outcome, ApplicationError):
+            _refused(outcome, "checkin", serial)
+        else:
+            replies += [(topics.commands(serial), command_message(c)) for c in outcome["commands"]]
+    return replies
+
+
+def _other_handle(kind, serial, command_id, payload) -> None:
     try:
-        if kind == "checkin":
-            _limit("checkin", serial)
-            body = json_object_parse(payload)
-            answer = services.device_checkin_by_certificate(serial=serial, values=services.checkin_values(body))
-            return [(topics.commands(serial), command_message(c)) for c in answer["commands"]]
         if kind == "result":
-            _limit("commands", serial)
+            limits.hit(_counter("commands", serial))
             device = services.device_for_certificate(serial=serial)
             body = json_object_parse(payload)
             command_ack(device=device, command_id=command_id, status=body.get("status"), result=body.get("result"))
         elif kind == "status" and payload.strip().lower() == topics.OFFLINE_PAYLOAD:
             device_mark_offline(serial=serial)
     except ApplicationError as exc:
-        logger.warning("mqtt.message_refused", extra={"code": exc.code, "kind": kind, "serial": serial[:64]})
-    return []
+        _refused(exc, kind, serial)

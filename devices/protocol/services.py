@@ -238,13 +238,58 @@ def device_checkin_by_certificate(*, serial: str, values) -> dict:
     return _checkin(values=values, ip=None, serial=serial)
 
 
+def devices_checkin_by_certificate(*, checkins) -> list[dict | ApplicationError]:
+    """Many `device_checkin_by_certificate` at once ((serial, values) pairs, a bridge's batch of
+    MQTT messages): the same rules and writes, each check-in's answer or error in order. On
+    PostgreSQL the devices of a batch check in in one statement (devices.sql.checkin_batch_sql;
+    a device named twice gets a statement per repeat, in order); elsewhere one after another."""
+    outcomes: list = [None] * len(checkins)
+    valid = []
+    for index, (_serial, values) in enumerate(checkins):
+        try:
+            values_validate(values)
+        except ValidationError as exc:
+            outcomes[index] = exc
+        else:
+            valid.append(index)
+    if connection.vendor != "postgresql":
+        for index in valid:
+            try:
+                outcomes[index] = device_checkin_by_certificate(serial=checkins[index][0], values=checkins[index][1])
+            except ApplicationError as exc:
+                outcomes[index] = exc
+        return outcomes
+    while valid:
+        batch, seen, later = [], set(), []
+        for index in valid:
+            (later if checkins[index][0] in seen else batch).append(index)
+            seen.add(checkins[index][0])
+        # Rows locked in serial order: two bridges' batches cannot deadlock on each other's devices.
+        batch.sort(key=lambda i: checkins[i][0])
+        now = timezone.now()
+        checked_in = sql.checkin_batch_run(
+            checkins=[checkins[i] for i in batch],
+            now=now,
+            data=[checkin_event_data(values=checkins[i][1], now=now) for i in batch],
+            synchronous_commit=settings.DEVICE_CHECKIN_SYNCHRONOUS_COMMIT,
+        )
+        transaction.on_commit(outbox.relay_schedule, robust=True)
+        for index in batch:
+            row = checked_in.get(checkins[index][0])
+            outcomes[index] = Unauthenticated() if row is None else _checked_in(*row)
+        valid = later
+    return outcomes
+
+
 def _checkin(*, values, ip, digest=None, serial=None) -> dict:
     values_validate(values)
     now = timezone.now()
     checkin = checkin_path()
-    device_id, old_status, first_use, interval, commands = checkin(
-        digest=digest, serial=serial, values=values, ip=ip, now=now
-    )
+    return _checked_in(*checkin(digest=digest, serial=serial, values=values, ip=ip, now=now))
+
+
+def _checked_in(device_id, old_status, first_use, interval, commands) -> dict:
+    """What follows every check-in, whichever path wrote it: the logs, the commands handed over."""
     if first_use:
         logger.info("device.provisioned", extra={"device_id": str(device_id)})
     if old_status != DeviceStatus.ONLINE:
