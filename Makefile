@@ -48,10 +48,12 @@ mqtt-bridge: install
 mqtt-broker: install
 	mosquitto -c "$$($(BIN)/python manage.py mqtt_broker_config)"
 
-# Benchmarks of the hot paths against baselines in the same run (PostgreSQL, Redis, gunicorn, wrk).
+# Benchmarks of the hot paths against baselines in the same run (PostgreSQL, Redis, gunicorn, wrk,
+# Mosquitto for MQTT ingest).
 bench: install
 	bash .ci/services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x /usr/sbin/mosquitto || (apt-get update -qq && apt-get install -y -qq mosquitto)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The reliability and security drills on this machine's PostgreSQL and Redis, printing their figures

@@ -61,6 +61,7 @@ import json, sys, threading, time
 import paho.mqtt.client as mqtt
 
 port, password, devices, messages, connections = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+rate, phase = float(sys.argv[6]), sys.argv[7]  # rate 0: as fast as the broker takes them
 done = threading.Semaphore(0)
 clients = []
 for n in range(connections):
@@ -75,7 +76,9 @@ for n in range(connections):
 time.sleep(0.5)
 started = time.time()
 for i in range(messages):
-    body = json.dumps({"values": {"temperature": 21.5, "sent": time.time()}})
+    if rate and (wait := started + i / rate - time.time()) > 0:
+        time.sleep(wait)
+    body = json.dumps({"values": {"temperature": 21.5, "sent": time.time(), "phase": phase}})
     clients[i % connections].publish(f"devices/MQTT-{i % devices:08d}/checkin", body, qos=1)
 for _ in range(messages):
     done.acquire()
@@ -121,13 +124,34 @@ def _percentile(values, share):
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def _readings(database_url):
+def _readings(database_url, phase):
     import psycopg
 
     with psycopg.connect(database_url) as conn:
         return conn.execute(
             "SELECT (\"values\"->>'sent')::float8, extract(epoch FROM recorded_at)::float8 FROM devices_reading"
+            " WHERE \"values\"->>'phase' = %s",
+            [phase],
         ).fetchall()
+
+
+def _publish_and_wait(env, database_url, *, devices, messages, connections, rate, phase):
+    """Publishes `messages` check-ins (at `rate` a second, 0: flat out) and waits until they are all
+    stored, or none more for 15 s (a lost message would show as a shortfall); returns the publish
+    start and the (sent, recorded) time of each stored one."""
+    published = json.loads(
+        subprocess.run(
+            [PYTHON, "-c", PUBLISH, env["MQTT_PORT"], PASSWORD, str(devices), str(messages), str(connections),
+             str(rate), phase],
+            cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600,
+        ).stdout.strip().splitlines()[-1]
+    )
+    last_growth, count = time.time(), -1
+    while len(rows := _readings(database_url, phase)) < messages and time.time() - last_growth < 15:
+        if len(rows) > count:
+            last_growth, count = time.time(), len(rows)
+        time.sleep(0.5)
+    return published, rows
 
 
 def measure(*, messages, devices, bridges, connections, seconds, commands, admin_url, redis_url):
@@ -173,29 +197,26 @@ def measure(*, messages, devices, bridges, connections, seconds, commands, admin
                     [PYTHON, "-c", PUSH, str(commands)], cwd=ROOT, env=env, check=True, capture_output=True, text=True
                 ).stdout.strip().splitlines()[-1]
             )
-            published = json.loads(
-                subprocess.run(
-                    [PYTHON, "-c", PUBLISH, env["MQTT_PORT"], PASSWORD, str(devices), str(messages), str(connections)],
-                    cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600,
-                ).stdout.strip().splitlines()[-1]
+            kwargs = {"devices": devices, "connections": connections}
+            published, flood = _publish_and_wait(env, database_url, messages=messages, rate=0, phase="flood", **kwargs)
+            span = max(recorded for _sent, recorded in flood) - published["started"]
+            stored_per_s = len(flood) / span
+            # Latency at a steady rate the bridges keep up with (70 % of what they just stored):
+            # flat out, every message waits behind the backlog, and the tail says only that.
+            _published, steady = _publish_and_wait(
+                env, database_url, messages=max(messages // 4, 1), rate=0.7 * stored_per_s, phase="steady", **kwargs
             )
-            # Until all are stored, or none more for 15 s (a lost message would show here).
-            last_growth, count = time.time(), -1
-            while len(rows := _readings(database_url)) < messages and time.time() - last_growth < 15:
-                if len(rows) > count:
-                    last_growth, count = time.time(), len(rows)
-                time.sleep(0.5)
         finally:
             for process in reversed(processes):
                 process.terminate()
                 process.wait(timeout=15)
-    stored = [(sent, recorded) for sent, recorded in rows if sent is not None]
-    span = max(recorded for _sent, recorded in stored) - published["started"]
-    latencies = [recorded - sent for sent, recorded in stored]
+    latencies = [recorded - sent for sent, recorded in steady]
     return {
         "bare_rps": bare["rps"],
-        "stored": len(stored),
-        "stored_per_s": round(len(stored) / span, 1),
+        "stored": len(flood),
+        "lost": messages - len(flood),
+        "stored_per_s": round(stored_per_s, 1),
+        "steady_rate": round(0.7 * stored_per_s, 1),
         "p50_s": round(_percentile(latencies, 0.5), 3),
         "p99_s": round(_percentile(latencies, 0.99), 3),
         "publish_acknowledged_per_s": round(messages / (published["acknowledged"] - published["started"]), 1),
@@ -218,18 +239,20 @@ def run(*, messages=20000, devices=2000, bridges=2, connections=4, seconds=10, c
             "measure": "per s × bare",
             "value": ratio,
             "goal": "≥ 1.0×",
-            "met": ratio >= 1.0,
+            "met": ratio >= 1.0 and r["lost"] == 0,
             "per_s": r["stored_per_s"],
             "stored": r["stored"],
+            "lost": r["lost"],
             "broker_acks_per_s": r["publish_acknowledged_per_s"],
         },
         {
-            "benchmark": "MQTT publish → stored",
+            "benchmark": "MQTT publish → stored, at 70 % of that rate",
             "measure": "p99 s",
             "value": r["p99_s"],
             "goal": "< 1 s",
             "met": r["p99_s"] < 1.0,
             "p50_s": r["p50_s"],
+            "per_s": r["steady_rate"],
         },
         {
             "benchmark": "MQTT command push (send → at the device)",
