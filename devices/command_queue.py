@@ -1,7 +1,8 @@
 """Commands sent to devices: pending → delivered → succeeded | failed, or expired after their TTL.
 
 Owners (the device page) and applications (the integrator API) send them through `command_send`;
-the device protocol delivers them at check-in and acknowledges them through `command_ack`.
+the device protocol delivers them at check-in (or the MQTT push, `commands_mark_pushed`) and
+acknowledges them through `command_ack`.
 Every change records a `command.updated` DeviceEvent in the same transaction.
 """
 
@@ -94,7 +95,8 @@ def _ttl(ttl) -> timedelta:
 
 @transaction.atomic
 def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent_by_app="") -> Command:
-    """Queues a command for `device`, delivered at its next check-in.
+    """Queues a command for `device`, delivered at its next check-in (and, to a device on MQTT,
+    pushed at once after commit: devices.mqtt.push hears the command.updated event).
 
     Rules: `name` must be one the device's product accepts; `params` a flat JSON object of scalars
     that fits the command's declared parameters (devices.command_definitions), defaults filled in;

@@ -45,6 +45,9 @@ class Bridge:
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
         self.messages = queue.Queue()
+        # Which connection a message came on: message ids are per connection, so a message from an
+        # earlier one is neither handled nor acknowledged (the broker hands it over again).
+        self.connection = 0
         self.stopping = threading.Event()
         self.subscribed = threading.Event()
         self.handled = 0
@@ -55,6 +58,7 @@ class Bridge:
         if reason_code.is_failure:
             logger.error("mqtt.bridge_refused", extra={"reason": str(reason_code)})
             return
+        self.connection += 1
         logger.info("mqtt.bridge_connected", extra={"session_present": flags.session_present})
         client.subscribe([(topics.shared(f), SubscribeOptions(qos=1)) for f in topics.BRIDGE_FILTERS])
         self.subscribed.set()
@@ -65,7 +69,7 @@ class Bridge:
             logger.warning("mqtt.bridge_disconnected", extra={"reason": str(reason_code)})
 
     def _on_message(self, client, userdata, message):
-        self.messages.put(message)
+        self.messages.put((self.connection, message))
 
     def start(self) -> None:
         host, port = self.client.portal_address
@@ -123,7 +127,7 @@ class Bridge:
                 batch.append(self.messages.get_nowait())
             except queue.Empty:
                 break
-        return batch
+        return [message for connection, message in batch if connection == self.connection]
 
     def _handle(self, batch) -> None:
         replies = self._guarded(lambda: ingest.messages_handle([(m.topic, m.payload) for m in batch]))

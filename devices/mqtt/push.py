@@ -76,6 +76,9 @@ def _publisher_get() -> Publisher | None:
     global _publisher, _paused_until
     if _publisher is not None and _publisher.client.is_connected():
         return _publisher
+    if _publisher is not None:
+        _publisher.close()  # its network thread would go on reconnecting by itself
+        _publisher = None
     if time.monotonic() < _paused_until:
         return None
     try:

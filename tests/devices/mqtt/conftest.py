@@ -63,6 +63,19 @@ class Broker:
             self.process.wait(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_publisher():
+    """Each test's broker is new: the command publisher connects afresh, without a pause left by
+    another test."""
+    from devices.mqtt import push
+
+    push._paused_until = float("-inf")
+    yield
+    if push._publisher is not None:
+        push._publisher.close()
+    push._publisher, push._paused_until = None, float("-inf")
+
+
 @pytest.fixture
 def products(transactional_db):
     """Two products, so two product CAs (and their two revocation lists) on one broker."""
