@@ -11,12 +11,14 @@ import logging
 import math
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from portal.errors import Conflict, NotFound, ValidationError
 from portal.text import storable, storable_json
 
+from . import outbox
 from .command_definitions import command_definitions_for_product, command_params_clean
 from .models import Command, CommandStatus, DeviceEvent, DeviceEventType
 from .outbox import event_record, events_record
@@ -123,6 +125,10 @@ def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent
         sent_by_app=sent_by_app or "",
     )
     event_record(device=device, type=DeviceEventType.COMMAND_UPDATED, data=command_event_data(command))
+    if settings.MQTT_BRIDGE_PASSWORD:
+        # MQTT is on: the device may hear the command at once (devices.mqtt.push consumes the event),
+        # so the relay runs now rather than at the end of its one-second debounce.
+        transaction.on_commit(outbox.relay_now, robust=True)
     logger.info(
         "command.sent",
         extra={"command_id": str(command.id), "device_id": str(device.pk), "command": name, "by_app": sent_by_app},

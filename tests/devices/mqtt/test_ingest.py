@@ -135,3 +135,17 @@ def test_a_pushed_command_becomes_delivered_once(certified, owner):
     assert Command.objects.get(pk=command.pk).status == CommandStatus.DELIVERED
     statuses = [e.data["status"] for e in DeviceEvent.objects.filter(type=DeviceEventType.COMMAND_UPDATED)]
     assert sorted(statuses) == [CommandStatus.DELIVERED, CommandStatus.PENDING]
+
+
+def test_with_mqtt_on_a_new_command_has_the_relay_run_at_once(certified, owner, settings, monkeypatch,
+                                                               django_capture_on_commit_callbacks):
+    from devices import tasks
+
+    published = []
+    monkeypatch.setattr(tasks.relay_outbox, "apply_async", lambda *a, **kw: published.append(kw))
+    settings.MQTT_BRIDGE_PASSWORD = "on"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        command_send(device=certified, name="reboot", sent_by_user=owner)
+
+    assert {} in published  # no countdown: the push does not wait for the debounce
