@@ -78,7 +78,7 @@ started = time.time()
 for i in range(messages):
     if rate and (wait := started + i / rate - time.time()) > 0:
         time.sleep(wait)
-    body = json.dumps({"values": {"temperature": 21.5, "sent": time.time(), "phase": phase}})
+    body = json.dumps({"id": f"{phase}-{i}", "values": {"temperature": 21.5, "sent": time.time(), "phase": phase}})
     clients[i % connections].publish(f"devices/MQTT-{i % devices:08d}/checkin", body, qos=1)
 for _ in range(messages):
     done.acquire()

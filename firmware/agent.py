@@ -357,6 +357,7 @@ class Agent:
         client.on_connect_fail = on_connect_fail
         client.connect_async(host, port, keepalive=60)
         client.loop_start()
+        boot, sent = os.urandom(4).hex(), 0
         try:
             while not self.stop.is_set():
                 if not connected.wait(MQTT_CONNECT_WAIT):
@@ -365,7 +366,10 @@ class Agent:
                         refusals[0] = 0
                         self._check_in_over_http()  # raises TokenRefused when the credentials are void
                     continue
-                client.publish(f"devices/{self.serial}/checkin", json.dumps({"values": self._values()}), qos=1)
+                sent += 1
+                # The id lets the portal recognise a copy its MQTT stack resent (QoS 1).
+                body = {"id": f"{boot}/{sent}", "values": self._values()}
+                client.publish(f"devices/{self.serial}/checkin", json.dumps(body), qos=1)
                 interval = self._interval(None)
                 self._announce("online", f"on MQTT {host}:{port}, checking in every {interval} s")
                 deadline = time.monotonic() + interval

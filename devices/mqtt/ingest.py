@@ -9,10 +9,12 @@ A refused message is logged and dropped (acknowledged to the broker): MQTT has n
 Check-ins come in batches (what the bridge has received meanwhile), written together.
 """
 
+import hashlib
 import json
 import logging
 
 from django.conf import settings
+from django.core.cache import cache
 
 from portal.errors import ApplicationError, Throttled
 
@@ -23,6 +25,11 @@ from ..stale import device_mark_offline
 from . import topics
 
 logger = logging.getLogger(__name__)
+
+# A check-in's copy is recognised this long after it was stored (a device's MQTT stack resending,
+# the broker handing a bridge's unacknowledged messages over again).
+DUPLICATE_SECONDS = 3600
+MAX_ID_LENGTH = 64
 
 
 def _counter(scope: str, serial: str) -> tuple[str, str, int]:
@@ -63,23 +70,47 @@ def messages_handle(messages) -> list[tuple[str, bytes]]:
     return replies
 
 
+def _seen_key(serial: str, body: dict) -> str | None:
+    """The key recording a check-in that names its own `id` (docs/device-protocol.md): a copy of it
+    (QoS 1 is at least once) is recognised and not stored again."""
+    message_id = body.get("id")
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID_LENGTH:
+        return None
+    return f"mqtt:checkin:{hashlib.sha256(f'{serial}/{message_id}'.encode()).hexdigest()[:32]}"
+
+
 def _checkins_handle(checkins) -> list[tuple[str, bytes]]:
     allowed = limits.within([_counter("checkin", serial) for serial, _payload in checkins])
-    valid = []
+    parsed = []
     for (serial, payload), within in zip(checkins, allowed, strict=True):
         try:
             if not within:
                 raise Throttled(retry_after=limits.WINDOW)
-            valid.append((serial, services.checkin_values(json_object_parse(payload))))
+            body = json_object_parse(payload)
+            parsed.append((serial, services.checkin_values(body), _seen_key(serial, body)))
         except ApplicationError as exc:
             _refused(exc, "checkin", serial)
-    replies = []
+    # Recorded once stored (below): a batch retried after a database error is not taken for copies.
+    seen = set(cache.get_many([key for _s, _v, key in parsed if key]))
+    valid, keys = [], []
+    for serial, values, key in parsed:
+        if key and key in seen:
+            logger.info("mqtt.duplicate_dropped", extra={"serial": serial[:64]})
+            continue
+        seen.add(key)
+        valid.append((serial, values))
+        keys.append(key)
+    replies, stored = [], {}
     outcomes = services.devices_checkin_by_certificate(checkins=valid)
-    for (serial, _values), outcome in zip(valid, outcomes, strict=True):
+    for (serial, _values), key, outcome in zip(valid, keys, outcomes, strict=True):
         if isinstance(outcome, ApplicationError):
             _refused(outcome, "checkin", serial)
-        else:
-            replies += [(topics.commands(serial), command_message(c)) for c in outcome["commands"]]
+            continue
+        if key:
+            stored[key] = 1
+        replies += [(topics.commands(serial), command_message(c)) for c in outcome["commands"]]
+    if stored:
+        cache.set_many(stored, timeout=DUPLICATE_SECONDS)
     return replies
 
 

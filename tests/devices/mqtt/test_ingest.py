@@ -149,3 +149,19 @@ def test_with_mqtt_on_a_new_command_has_the_relay_run_at_once(certified, owner, 
         command_send(device=certified, name="reboot", sent_by_user=owner)
 
     assert {} in published  # no countdown: the push does not wait for the debounce
+
+
+def test_a_copy_of_a_check_in_with_an_id_is_stored_once(certified):
+    body = {"id": "boot-7/42", "values": {"t": 1}}
+
+    handle(topics.checkin("MQ-1"), body)
+    handle(topics.checkin("MQ-1"), body)  # QoS 1 resent
+    ingest.messages_handle([(topics.checkin("MQ-1"), json.dumps({**body, "id": "boot-7/43"}).encode())] * 2)
+
+    assert Reading.objects.filter(device=certified).count() == 2
+
+
+def test_check_ins_without_an_id_are_each_stored(certified):
+    handle(topics.checkin("MQ-1"), {"values": {"t": 1}})
+    handle(topics.checkin("MQ-1"), {"values": {"t": 1}})
+    assert Reading.objects.filter(device=certified).count() == 2
