@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
 
-from ..ca import BACKDATE, product_ca_ensure, product_crl_cached
+from ..ca import BACKDATE, private_key_pem, product_ca_ensure, product_crl_cached, self_signed_ca
 from ..models import Product
 from . import topics
 
@@ -47,7 +47,6 @@ CONF, CAFILE, CRLFILE, ACLFILE, PASSWDFILE = "mosquitto.conf", "product-cas.pem"
 # which writes crl.pem there again while the broker runs.
 PIDFILE = "data/mosquitto.pid"
 BROKER_CA, BROKER_CA_KEY, SERVER_CERT, SERVER_KEY = "broker-ca.pem", "broker-ca.key", "server.pem", "server.key"
-BROKER_CA_VALIDITY = timedelta(days=20 * 365)
 SERVER_CERT_VALIDITY = timedelta(days=397)
 # The server certificate is issued again when less than this is left, or when its names change.
 SERVER_CERT_RENEW_BEFORE = timedelta(days=30)
@@ -211,12 +210,6 @@ def broker_reload(directory: Path | None = None) -> bool:
     return True
 
 
-def _key_pem(key) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
 def _broker_ca(directory: Path):
     """The portal's broker CA, made on first use and kept: devices trust it to verify the broker, so
     it must outlive every configuration written."""
@@ -225,36 +218,9 @@ def _broker_ca(directory: Path):
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         return cert, key
-    key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{settings.PORTAL_NAME} MQTT broker CA"[:64])])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + BROKER_CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    _write(key_path, _key_pem(key), private=True)
+    cert, key = self_signed_ca(name)
+    _write(key_path, private_key_pem(key), private=True)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM).decode())
     logger.info("mqtt.broker_ca_created", extra={"directory": str(directory)})
     return cert, key
@@ -307,7 +273,7 @@ def server_certificate_ensure(directory: Path, names) -> bool:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write(directory / SERVER_KEY, _key_pem(key), private=True)
+    _write(directory / SERVER_KEY, private_key_pem(key), private=True)
     _write(directory / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM).decode())
     return True
 

@@ -247,3 +247,22 @@ def test_both_paths_refuse_a_device_without_a_certificate_alike(requires_postgre
         with pytest.raises(services.Unauthenticated):
             path(serial="NO-CERT", values={}, ip=None, now=timezone.now())
     assert not Reading.objects.exists()
+
+
+def test_the_batch_statement_writes_and_answers_as_the_single_one(requires_postgres, clock, owner, product):
+    # MQTT's batches (devices.sql.checkin_batch_sql) against one check-in by certificate.
+    single = _twin(product, owner, "token-single")
+    batched = _twin(product, owner, "token-batched")
+    other = _twin(product, owner, "token-other")
+    for device, serial in ((single, "BATCH-A"), (batched, "BATCH-B"), (other, "BATCH-C")):
+        Device.objects.filter(pk=device.pk).update(serial=serial, certificate_serial="ab12")
+    for seconds, values in ((0, {"t": 1}), (30, {"t": 2}), (301, {"t": 3})):
+        clock.shift(seconds)
+        alone = _without_ids(services.device_checkin_by_certificate(serial="BATCH-A", values=values))
+        together = services.devices_checkin_by_certificate(
+            checkins=[("BATCH-C", {"t": 0}), ("BATCH-B", values), ("NOBODY", values), ("BATCH-B", values)]
+        )
+        assert isinstance(together[2], services.Unauthenticated)
+        assert _without_ids(together[1]) == alone == _without_ids(together[3])  # a repeat: its own statement
+        assert _row(single)["device"] == _row(batched)["device"]
+    assert len(_row(batched)["readings"]) == 2 * len(_row(single)["readings"])
