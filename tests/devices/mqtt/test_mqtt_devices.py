@@ -35,7 +35,7 @@ def test_check_in_over_mqtt_stores_the_values_the_owner_sees(provisioned, bridge
     device.close()
 
 
-def test_a_command_reaches_the_device_at_once_and_its_result_is_recorded(provisioned, bridge, owner):
+def test_a_command_reaches_the_device_at_once_and_its_result_is_recorded(provisioned, bridge, owner, owner_client):
     device = provisioned()
     assert device.connect()
     device.checkin({"temperature": 20})
@@ -55,6 +55,8 @@ def test_a_command_reaches_the_device_at_once_and_its_result_is_recorded(provisi
 
     assert wait_until(lambda: Command.objects.get(pk=command.pk).status == CommandStatus.SUCCEEDED)
     assert Command.objects.get(pk=command.pk).result == {"ok": True}
+    page = owner_client.get(reverse("claiming:device", args=[device.device.pk])).content.decode()
+    assert 'class="badge badge-succeeded"' in page  # the result shows on the owner's page
     device.close()
 
 
