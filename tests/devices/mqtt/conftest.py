@@ -46,6 +46,14 @@ def wait_until(condition, timeout=WAIT, every=0.02):
     return condition()
 
 
+def _listening(port) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 @dataclass
 class Broker:
     directory: Path
@@ -61,6 +69,16 @@ class Broker:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+    def restart(self):
+        """Stops the broker and starts it again on the same configuration (its persistence kept)."""
+        self.kill()
+        self.process = subprocess.Popen(
+            [self.process.args[0], "-c", str(self.directory / "mosquitto.conf")],
+            stdout=(self.directory / "broker.log").open("a"),
+            stderr=subprocess.STDOUT,
+        )
+        assert wait_until(lambda: _listening(self.tls_port)), self.log
 
 
 @pytest.fixture(autouse=True)
@@ -114,14 +132,7 @@ def mosquitto(product, mqtt_settings):
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     broker = Broker(directory, mqtt_settings.MQTT_TLS_PORT, mqtt_settings.MQTT_PORT, process)
 
-    def listening():
-        try:
-            with socket.create_connection(("127.0.0.1", broker.tls_port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    assert wait_until(listening), broker.log
+    assert wait_until(lambda: _listening(broker.tls_port)), broker.log
     yield broker
     broker.kill()
     log.close()

@@ -133,6 +133,22 @@ def test_messages_published_while_the_bridge_is_away_are_stored_when_it_returns(
     device.close()
 
 
+def test_the_bridge_reconnects_after_the_broker_restarts(provisioned, bridge, mosquitto):
+    device = provisioned()
+    assert device.connect()
+    device.checkin({"n": 1})
+    assert wait_until(lambda: Reading.objects.filter(device=device.device).count() == 1)
+    device.close()
+
+    mosquitto.restart()
+
+    assert wait_until(lambda: bridge.subscribed.is_set(), timeout=30)  # paho's back-off: 1 s, 2 s, …
+    assert device.connect()
+    device.checkin({"n": 2})
+    assert wait_until(lambda: Reading.objects.filter(device=device.device).count() == 2)
+    device.close()
+
+
 def test_a_device_cannot_publish_or_listen_on_another_devices_topics(provisioned, bridge, owner):
     mallory, victim = provisioned("MQ-MALLORY"), provisioned("MQ-VICTIM")
     assert mallory.connect()
