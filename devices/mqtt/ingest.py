@@ -64,6 +64,10 @@ def messages_handle(messages) -> list[tuple[str, bytes]]:
         elif parsed[0] == "checkin":
             checkins.append((parsed[1], payload))
         else:
+            # The check-ins before it first: a will after a check-in must leave the device offline.
+            if checkins:
+                replies += _checkins_handle(checkins)
+                checkins = []
             _other_handle(*parsed, payload)
     if checkins:
         replies += _checkins_handle(checkins)

@@ -165,3 +165,12 @@ def test_check_ins_without_an_id_are_each_stored(certified):
     handle(topics.checkin("MQ-1"), {"values": {"t": 1}})
     handle(topics.checkin("MQ-1"), {"values": {"t": 1}})
     assert Reading.objects.filter(device=certified).count() == 2
+
+
+def test_a_batch_keeps_the_order_of_a_check_in_and_the_will_after_it(certified):
+    ingest.messages_handle(
+        [(topics.checkin("MQ-1"), json.dumps({"values": {"t": 1}}).encode()), (topics.status("MQ-1"), b"offline")]
+    )
+
+    certified.refresh_from_db()
+    assert certified.status == DeviceStatus.OFFLINE

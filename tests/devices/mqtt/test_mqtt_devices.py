@@ -4,8 +4,10 @@ devices connecting with the certificates the portal issued from their CSRs (issu
 import json
 import time
 
+import pytest
 from django.urls import reverse
 
+from claiming.services import device_release
 from devices import outbox
 from devices.command_queue import command_send
 from devices.models import Command, CommandStatus, DeviceEvent, DeviceEventType, DeviceStatus, Reading
@@ -87,14 +89,19 @@ def test_the_last_will_marks_the_device_offline_at_once(provisioned, bridge):
     assert device.device.status == DeviceStatus.OFFLINE
 
 
-def test_a_revoked_certificate_is_refused_and_its_open_session_ends(provisioned, bridge):
+@pytest.mark.parametrize("void", ["revoke", "reset"])
+def test_a_revoked_certificate_is_refused_and_its_open_session_ends(provisioned, bridge, owner, void):
     device = provisioned()
     assert device.connect()
     device.checkin({"temperature": 20})
     assert wait_until(lambda: Reading.objects.filter(device=device.device).exists())
 
     revoked_at = time.monotonic()
-    device_credentials_revoke(device=device.device)
+    if void == "revoke":
+        device_credentials_revoke(device=device.device)
+    else:  # a reset, like every change of owner, goes through claiming's one function
+        device.device.refresh_from_db()
+        device_release(device=device.device, actor=owner, ip="203.0.113.1")
 
     device.disconnected.get(timeout=REVOCATION_DEADLINE)
     print(f"session ended {time.monotonic() - revoked_at:.1f} s after the revocation")
