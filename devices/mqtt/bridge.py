@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import ingest, topics
@@ -94,7 +94,11 @@ class Bridge:
                 if batch:
                     self._handle(batch)
                 if self.watch is not None and self.watch.due():
-                    self._guarded(self.watch.check)
+                    try:
+                        self._guarded(self.watch.check)
+                    except OSError:
+                        # The broker's folder unwritable, its pid file unreadable: said, tried again.
+                        logger.error("mqtt.revocation_watch_failed", exc_info=True)
         finally:
             self.client.disconnect()
             self.client.loop_stop()
@@ -107,7 +111,7 @@ class Bridge:
         while not self.stopping.is_set():
             try:
                 return work()
-            except DatabaseError:
+            except (OperationalError, InterfaceError):
                 logger.error("mqtt.bridge_database_error", exc_info=True)
                 close_old_connections()
                 connections.close_all()
@@ -130,7 +134,22 @@ class Bridge:
         return [message for connection, message in batch if connection == self.connection]
 
     def _handle(self, batch) -> None:
-        replies = self._guarded(lambda: ingest.messages_handle([(m.topic, m.payload) for m in batch]))
+        try:
+            replies = self._guarded(lambda: ingest.messages_handle([(m.topic, m.payload) for m in batch]))
+        except DatabaseError:
+            # Not the connection: one message the database refuses must not hold back the others
+            # for ever. Each is handled alone; the one refused again is logged and dropped.
+            logger.error("mqtt.batch_refused", exc_info=True, extra={"messages": len(batch)})
+            replies = []
+            for message in batch:
+                try:
+                    alone = self._guarded(lambda m=message: ingest.message_handle(topic=m.topic, payload=m.payload))
+                except DatabaseError:
+                    logger.error("mqtt.message_dropped", exc_info=True, extra={"topic": message.topic[:128]})
+                    continue
+                if alone is None:
+                    return  # stopping
+                replies += alone
         if replies is None:
             return  # stopping: left unacknowledged, the broker hands them over again
         for topic, payload in replies:

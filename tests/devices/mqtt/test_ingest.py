@@ -174,3 +174,28 @@ def test_a_batch_keeps_the_order_of_a_check_in_and_the_will_after_it(certified):
 
     certified.refresh_from_db()
     assert certified.status == DeviceStatus.OFFLINE
+
+
+def test_the_bridge_drops_only_the_message_the_database_refuses(certified, monkeypatch):
+    from types import SimpleNamespace
+
+    from django.db import DataError
+
+    from devices.mqtt.bridge import Bridge
+
+    def refuse_the_poison(*, topic, payload):
+        if b"poison" in payload:
+            raise DataError("refused")
+        return []
+
+    monkeypatch.setattr(ingest, "message_handle", refuse_the_poison)
+    monkeypatch.setattr(ingest, "messages_handle", lambda messages: (_ for _ in ()).throw(DataError("refused")))
+    bridge = Bridge(client_id="test", watch=False)
+    acked = []
+    monkeypatch.setattr(bridge.client, "ack", lambda mid, qos: acked.append(mid))
+    payloads = [b"{}", b"poison"]
+    batch = [SimpleNamespace(topic=topics.checkin("MQ-1"), payload=p, qos=1, mid=n) for n, p in enumerate(payloads)]
+
+    bridge._handle(batch)
+
+    assert acked == [0, 1] and bridge.handled == 2  # the poison is logged and dropped, not retried for ever

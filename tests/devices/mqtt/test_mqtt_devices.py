@@ -118,9 +118,11 @@ def test_after_a_revocation_a_new_certificate_with_the_same_serial_connects(prov
     meter.disconnected.get(timeout=REVOCATION_DEADLINE)
     meter.client.loop_stop()
 
-    assert not meter.connect()
+    assert not meter.connect()  # the second CA's list, read from the concatenated crl.pem
     assert provisioned(device=meter.device).connect()  # provisioned again: a new certificate, same CN
-    thermo.checkin({"t": 1})  # the first product CA's devices are not affected
+    thermo.close()
+    assert thermo.connect()  # the first CA's list is there too (without it, all its devices are refused)
+    thermo.checkin({"t": 1})
     assert wait_until(lambda: Reading.objects.filter(device=thermo.device).exists())
 
 
