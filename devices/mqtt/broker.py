@@ -151,6 +151,9 @@ def conf_text(*, directory: Path, tls_port: int, bridge_host: str, bridge_port: 
             "tls_version tlsv1.2",
             "require_certificate true",
             "use_identity_as_username true",
+            # The client id becomes the username, the CN: a device cannot take over another's session
+            # by connecting with its serial as client id (the portal's takeover uses the bridge listener).
+            "use_username_as_clientid true",
             "allow_anonymous false",
             f"acl_file {d / ACLFILE}",
         ]

@@ -175,13 +175,15 @@ class MqttDevice:
     """A device's MQTT side as firmware would run it: client id = serial, its issued certificate,
     a will on its status topic, subscribed to its commands."""
 
-    def __init__(self, *, serial, certificate, key_pem, broker: Broker, folder: Path):
+    def __init__(self, *, serial, certificate, key_pem, broker: Broker, folder: Path, client_id=None):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "cert.pem").write_text(certificate)
         (folder / "key.pem").write_text(key_pem)
         self.serial, self.broker = serial, broker
         self.messages = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=serial, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or serial, protocol=mqtt.MQTTv5
+        )
         self.client.tls_set(
             ca_certs=str(broker.directory / BROKER_CA),
             certfile=str(folder / "cert.pem"),

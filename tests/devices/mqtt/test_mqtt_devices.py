@@ -14,7 +14,7 @@ from devices.models import Command, CommandStatus, DeviceEvent, DeviceEventType,
 from devices.mqtt import topics
 from devices.services import device_credentials_revoke
 
-from .conftest import WAIT, wait_until
+from .conftest import WAIT, MqttDevice, wait_until
 
 # The bridge's revocation watch looks every 5 s; the issue allows 60 s for the session to end.
 REVOCATION_DEADLINE = 60
@@ -174,6 +174,26 @@ def test_a_device_cannot_publish_or_listen_on_another_devices_topics(provisioned
     time.sleep(0.5)
     assert mallory.messages.empty()
     mallory.close()
+
+
+def test_a_device_cannot_take_over_another_devices_session(provisioned, bridge, tmp_path):
+    mallory, victim = provisioned("MQ-MALLORY"), provisioned("MQ-VICTIM")
+    assert victim.connect()
+    impostor = MqttDevice(
+        serial="MQ-MALLORY",
+        certificate=(tmp_path / "MQ-MALLORY-0" / "cert.pem").read_text(),
+        key_pem=(tmp_path / "MQ-MALLORY-0" / "key.pem").read_text(),
+        broker=mallory.broker,
+        folder=tmp_path / "impostor",
+        client_id="MQ-VICTIM",  # the broker replaces it with the certificate's CN
+    )
+
+    assert impostor.connect()
+
+    time.sleep(0.5)
+    assert victim.disconnected.empty() and victim.client.is_connected()
+    impostor.close()
+    victim.close()
 
 
 def test_two_bridges_store_each_message_once(provisioned, bridge_factory):
