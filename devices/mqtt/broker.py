@@ -15,8 +15,9 @@ Files in one directory (settings.MQTT_DIR), shared by the broker and the bridge:
   once and kept, and the TLS listener's certificate it signs for settings.MQTT_SERVER_NAMES.
   Devices verify the broker against `broker-ca.pem` (provisioning hands it over as `mqtt.ca`).
 
-The revocation list is signed for a day (devices.ca.CRL_VALIDITY): the bridge writes it again when a
-certificate is revoked and every hour, and signals the broker to read it (`broker_reload`).
+The revocation list is signed for a day (devices.ca.CRL_VALIDITY): the bridge writes the CAs and the
+lists again when they change (a revocation, a new product CA) and every hour, and signals the broker
+to read them (`trust_write`, `broker_reload`).
 """
 
 import base64
@@ -189,14 +190,17 @@ def crl_text(products) -> str:
     return "".join(product_crl_cached(product=product) for product in products)
 
 
-def crl_write(directory: Path | None = None) -> bool:
-    """Writes the concatenated revocation lists of every product CA; True when the file changed
-    (then the broker must be told, `broker_reload`)."""
+def trust_write(directory: Path | None = None) -> bool:
+    """Writes the product CAs' certificates and their revocation lists as they are now (a product's
+    first CA made since, a CA rotated, a revocation, a list signed anew); True when a file changed:
+    then the broker must be told (`broker_reload`: on SIGHUP Mosquitto 2.0 reads both again)."""
     directory = Path(directory or settings.MQTT_DIR)
-    products = [p for p in Product.objects.order_by("pk") if p.ca_certificate_pem]
+    products = list(Product.objects.exclude(ca_certificate_pem="").order_by("pk"))
     if not products:
         return False
-    return _write(directory / CRLFILE, crl_text(products))
+    cas = _write(directory / CAFILE, "".join(p.ca_certificate_pem for p in products))
+    crls = _write(directory / CRLFILE, crl_text(products))
+    return cas or crls
 
 
 def broker_reload(directory: Path | None = None) -> bool:

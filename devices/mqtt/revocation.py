@@ -9,7 +9,9 @@ that file again on SIGHUP; an open connection is never checked again. So on ever
    device protocol asks) and a clean start, which makes the broker take the session over and close
    the device's connection (MQTT's session takeover), then leaves. The device reconnects, and is
    refused if its certificate is the revoked one.
-The lists are also written again every hour, well before they expire (devices.ca.CRL_VALIDITY).
+The lists are also written again every hour, well before they expire (devices.ca.CRL_VALIDITY):
+each is cached for an hour (devices.ca.product_crl_cached), then signed anew; and a product's new
+CA (its first certificate, a rotation) joins the broker's cafile the same way.
 """
 
 import logging
@@ -26,7 +28,6 @@ from .client import connect_and_wait, portal_client
 logger = logging.getLogger(__name__)
 
 CHECK_EVERY_SECONDS = 5.0
-CRL_REFRESH_SECONDS = 3600.0
 # Revocations this recent when a bridge starts still get their sessions ended (one may have
 # happened while no bridge ran).
 CATCH_UP = timedelta(minutes=10)
@@ -66,21 +67,21 @@ class RevocationWatch:
             or 0
         )
         self.checked_at = float("-inf")
-        self.crl_written_at = float("-inf")
 
     def due(self) -> bool:
         return time.monotonic() - self.checked_at >= CHECK_EVERY_SECONDS
 
     def check(self) -> int:
-        """Applies the revocations since the last check; returns how many sessions it ended."""
+        """Brings the broker's CAs and lists up to date (a product's first CA, a rotation, a
+        revocation, a list signed anew once the cached one is an hour old) and ends the sessions of
+        the certificates revoked since the last check; returns how many it ended."""
         self.checked_at = time.monotonic()
         newest = RevokedCertificate.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        if newest == self.last_pk and self.checked_at - self.crl_written_at < CRL_REFRESH_SECONDS:
-            return 0
-        if broker.crl_write(self.directory):
+        if broker.trust_write(self.directory):
             broker.broker_reload(self.directory)
             time.sleep(RELOAD_SETTLE_SECONDS)
-        self.crl_written_at = self.checked_at
+        if newest == self.last_pk:
+            return 0
         serials = set(
             RevokedCertificate.objects.filter(pk__gt=self.last_pk, pk__lte=newest, device__isnull=False).values_list(
                 "device__serial", flat=True

@@ -14,6 +14,7 @@ from devices.models import Command, CommandStatus, DeviceEvent, DeviceEventType,
 from devices.mqtt import topics
 from devices.services import device_credentials_revoke
 
+from ...factories import ProductFactory
 from .conftest import WAIT, MqttDevice, wait_until
 
 # The bridge's revocation watch looks every 5 s; the issue allows 60 s for the session to end.
@@ -124,6 +125,15 @@ def test_after_a_revocation_a_new_certificate_with_the_same_serial_connects(prov
     assert thermo.connect()  # the first CA's list is there too (without it, all its devices are refused)
     thermo.checkin({"t": 1})
     assert wait_until(lambda: Reading.objects.filter(device=thermo.device).exists())
+
+
+def test_a_product_added_while_the_broker_runs_gets_its_devices_in(provisioned, bridge):
+    late = ProductFactory(slug="late", name="Late", commands=["reboot"])
+    device = provisioned("MQ-LATE", of=late)  # its CA is made by this first certificate
+
+    # The bridge's watch writes the new CA into the broker's cafile and has it read (SIGHUP).
+    assert wait_until(lambda: device.connect(), timeout=REVOCATION_DEADLINE)
+    device.close()
 
 
 def test_messages_published_while_the_bridge_is_away_are_stored_when_it_returns(provisioned, bridge_factory):
