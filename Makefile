@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install web worker beat lint bench drills clean
+.PHONY: run test install web worker beat mqtt-broker mqtt-bridge lint bench drills clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Embedded default: SQLite, a filesystem Celery broker, web + worker + beat + simulated devices.
+# Embedded default: SQLite, a filesystem Celery broker, web + worker + beat + simulated devices (and,
+# where Mosquitto is installed, a broker, the MQTT bridge and one simulated device on MQTT).
 run: install
 	DEBUG=True $(BIN)/python manage.py migrate --noinput
 	DEBUG=True $(BIN)/python manage.py seed_demo
@@ -39,10 +40,20 @@ worker: install
 beat: install
 	$(BIN)/celery -A portal beat --loglevel INFO
 
-# Benchmarks of the hot paths against baselines in the same run (PostgreSQL, Redis, gunicorn, wrk).
+# MQTT beside HTTP (docs/operations.md, "MQTT"; MQTT_BRIDGE_PASSWORD set): the bridge, and Mosquitto
+# with the configuration the portal writes (Debian's `mosquitto`).
+mqtt-bridge: install
+	$(BIN)/python manage.py mqtt_bridge
+
+mqtt-broker: install
+	mosquitto -c "$$($(BIN)/python manage.py mqtt_broker_config)"
+
+# Benchmarks of the hot paths against baselines in the same run (PostgreSQL, Redis, gunicorn, wrk,
+# Mosquitto for MQTT ingest).
 bench: install
 	bash .ci/services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x /usr/sbin/mosquitto || (apt-get update -qq && apt-get install -y -qq mosquitto)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # The reliability and security drills on this machine's PostgreSQL and Redis, printing their figures

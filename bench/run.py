@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.run [--quick] [--only NAME ...]
 
-Needs PostgreSQL (BENCH_ADMIN_DATABASE_URL, default the local server) and Redis (BENCH_REDIS_URL);
+Needs PostgreSQL (BENCH_ADMIN_DATABASE_URL, default the local server), Redis (BENCH_REDIS_URL) and
+Debian's mosquitto (the MQTT benchmark);
 `make bench` starts both if they are down and installs wrk. Each HTTP figure is a ratio against the
 bare view served by the same gunicorn in the same run. --quick shrinks every size (the test suite
 runs it that way so the benchmark code cannot rot; its figures mean nothing).
@@ -33,6 +34,11 @@ BENCHMARKS = {
     "fanout": ("bench.bench_fanout", {"events": 2000}, {"events": 20}),
     "registration": ("bench.bench_registration", {"rows": 100_000}, {"rows": 200}),
     "claims": ("bench.bench_claims", {"owners": 200}, {"owners": 8}),
+    "mqtt": (
+        "bench.bench_mqtt",
+        {"messages": 20000, "devices": 2000, "seconds": 10, "commands": 50},
+        {"messages": 200, "devices": 20, "seconds": 1, "commands": 3},
+    ),
 }
 
 

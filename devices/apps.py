@@ -6,7 +6,11 @@ class DevicesConfig(AppConfig):
     verbose_name = "Devices"
 
     def ready(self):
-        from . import access, device_page, panels, sharing_views
+        from . import access, device_page, outbox, panels, sharing_views
+        from .mqtt import push
+
+        # New commands go out to MQTT devices at once (a no-op while MQTT is off).
+        outbox.register_consumer("devices.mqtt.push", push.commands_push_consumer)
 
         # The device page's own panels; apps and claiming add theirs (orders: devices/panels.py).
         panels.register(

@@ -49,10 +49,11 @@ def _ca_name(product: Product) -> x509.Name:
     )
 
 
-def _ca_build(product: Product) -> tuple[str, str]:
+def self_signed_ca(name: x509.Name):
+    """A new EC P-256 key and its self-signed CA certificate (signs end certificates only, for
+    CA_VALIDITY): a product's CA, and the portal's MQTT broker CA (devices.mqtt.broker)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    name = _ca_name(product)
     public_key = key.public_key()
     cert = (
         x509.CertificateBuilder()
@@ -80,10 +81,18 @@ def _ca_build(product: Product) -> tuple[str, str]:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
+    return cert, key
+
+
+def private_key_pem(key) -> str:
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def _ca_build(product: Product) -> tuple[str, str]:
+    cert, key = self_signed_ca(_ca_name(product))
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), private_key_pem(key)
 
 
 def product_ca_ensure(*, product: Product, rotate: bool = False) -> str:

@@ -1,7 +1,8 @@
 """Commands sent to devices: pending → delivered → succeeded | failed, or expired after their TTL.
 
 Owners (the device page) and applications (the integrator API) send them through `command_send`;
-the device protocol delivers them at check-in and acknowledges them through `command_ack`.
+the device protocol delivers them at check-in (or the MQTT push, `commands_mark_pushed`) and
+acknowledges them through `command_ack`.
 Every change records a `command.updated` DeviceEvent in the same transaction.
 """
 
@@ -10,12 +11,14 @@ import logging
 import math
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from portal.errors import Conflict, NotFound, ValidationError
 from portal.text import storable, storable_json
 
+from . import outbox
 from .command_definitions import command_definitions_for_product, command_params_clean
 from .models import Command, CommandStatus, DeviceEvent, DeviceEventType
 from .outbox import event_record, events_record
@@ -94,7 +97,8 @@ def _ttl(ttl) -> timedelta:
 
 @transaction.atomic
 def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent_by_app="") -> Command:
-    """Queues a command for `device`, delivered at its next check-in.
+    """Queues a command for `device`, delivered at its next check-in (and, to a device on MQTT,
+    pushed at once after commit: devices.mqtt.push hears the command.updated event).
 
     Rules: `name` must be one the device's product accepts; `params` a flat JSON object of scalars
     that fits the command's declared parameters (devices.command_definitions), defaults filled in;
@@ -121,6 +125,10 @@ def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent
         sent_by_app=sent_by_app or "",
     )
     event_record(device=device, type=DeviceEventType.COMMAND_UPDATED, data=command_event_data(command))
+    if settings.MQTT_BRIDGE_PASSWORD:
+        # MQTT is on: the device may hear the command at once (devices.mqtt.push consumes the event),
+        # so the relay runs now rather than at the end of its one-second debounce.
+        transaction.on_commit(outbox.relay_now, robust=True)
     logger.info(
         "command.sent",
         extra={"command_id": str(command.id), "device_id": str(device.pk), "command": name, "by_app": sent_by_app},
@@ -161,6 +169,24 @@ def commands_mark_delivered(*, device_id, commands) -> None:
             for c in pending
         ]
     )
+
+
+@transaction.atomic
+def commands_mark_pushed(*, command_ids) -> int:
+    """Pending → delivered for commands the MQTT broker accepted for their device's subscription
+    (its PUBACK): the same step as handing them at a check-in (commands_mark_delivered), for those
+    still pending. Returns how many moved."""
+    commands = list(
+        Command.objects.select_for_update()
+        .filter(pk__in=list(command_ids), status=CommandStatus.PENDING)
+        .only("device_id", *OPEN_COMMAND_FIELDS)
+    )
+    by_device = {}
+    for command in commands:
+        by_device.setdefault(command.device_id, []).append(command)
+    for device_id, pending in by_device.items():
+        commands_mark_delivered(device_id=device_id, commands=pending)
+    return len(commands)
 
 
 @transaction.atomic

@@ -319,6 +319,9 @@ class RevokedCertificate(models.Model):
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="revoked_certificates")
     serial_number = models.CharField(max_length=64, help_text="Hex, as Device.certificate_serial.")
+    # Whose certificate it was: the MQTT bridge ends that device's live broker session (the broker
+    # checks the list only when a client connects). Null for rows from before it was recorded.
+    device = models.ForeignKey("Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     reason = models.CharField(max_length=16, choices=Reason.choices)
     revoked_at = models.DateTimeField(auto_now_add=True)
 

@@ -58,6 +58,18 @@ def relay_schedule():
         logger.error("outbox.relay_publish_failed", exc_info=True)
 
 
+def relay_now():
+    """Publishes the relay task to run at once, past the debounce: for events someone waits for
+    (a command for a device on MQTT, pushed by a consumer). Through on_commit(..., robust=True),
+    as relay_schedule; beat relays what a broker outage left."""
+    from .tasks import relay_outbox as relay_outbox_task
+
+    try:
+        relay_outbox_task.apply_async()
+    except OperationalError:
+        logger.error("outbox.relay_publish_failed", exc_info=True)
+
+
 def events_record(events, *, names=None):
     """Stores DeviceEvents (unsaved instances) with the device's name of the moment, and schedules
     the relay once the transaction commits. `names` ({device id: name}) spares reading the names

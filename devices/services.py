@@ -52,11 +52,12 @@ _NO_CREDENTIALS = {
 }
 
 
-def certificate_revoke(*, product_id, serial_number: str, reason: str) -> None:
-    """Puts a voided certificate's serial on its product CA's revocation list (once)."""
+def certificate_revoke(*, product_id, serial_number: str, reason: str, device_id=None) -> None:
+    """Puts a voided certificate's serial on its product CA's revocation list (once), naming the
+    device it was issued to (whose live MQTT session the bridge then ends, devices.mqtt.revocation)."""
     if serial_number:
         RevokedCertificate.objects.get_or_create(
-            product_id=product_id, serial_number=serial_number, defaults={"reason": reason}
+            product_id=product_id, serial_number=serial_number, defaults={"reason": reason, "device_id": device_id}
         )
 
 
@@ -65,7 +66,7 @@ def _device_reset(device: Device, fields: dict, *, reason: str) -> None:
     # so the serial read here is the one being voided.
     current = Device.objects.select_for_update().filter(pk=device.pk).values_list("product_id", "certificate_serial")
     for product_id, serial_number in current:
-        certificate_revoke(product_id=product_id, serial_number=serial_number, reason=reason)
+        certificate_revoke(product_id=product_id, serial_number=serial_number, reason=reason, device_id=device.pk)
     Device.objects.filter(pk=device.pk).update(**fields)
     for name, value in fields.items():
         setattr(device, name, value)

@@ -187,8 +187,20 @@ def poll_row(serial):
 # Check-in -----------------------------------------------------------------------------------------
 
 
+# How a check-in names its device: by its token's digest (HTTP), or by its serial (MQTT: the broker
+# verified the device's certificate, whose CN is the serial) while the device has a certificate in
+# force (a reset or a revocation clears it, so a session the broker has not ended yet is refused
+# here). Over MQTT the portal does not see the device's address: last_ip stays as it was.
+CHECKIN_BY = {
+    "token": ("d.token_digest = %(key)s", True),
+    "certificate": ("d.serial = %(key)s AND d.certificate_serial <> ''", False),
+}
+
+
 @cache
-def checkin_sql() -> str:
+def checkin_sql(by="token") -> str:
+    identity, sets_ip = CHECKIN_BY[by]
+    set_ip = " last_ip = %(ip)s," if sets_ip else ""
     device, reading, event, product = (_table(m) for m in (Device, Reading, DeviceEvent, Product))
     online = literal(DeviceStatus.ONLINE)
     # One round trip. `old` is the row as it was before this statement (same snapshot), which
@@ -209,11 +221,11 @@ def checkin_sql() -> str:
     return f"""
 WITH dev AS (
     UPDATE {device} AS d
-       SET last_seen_at = %(now)s, last_ip = %(ip)s, status = {online}, "values" = %(values)s::jsonb,
+       SET last_seen_at = %(now)s,{set_ip} status = {online}, "values" = %(values)s::jsonb,
            token_used_at = COALESCE(d.token_used_at, %(now)s),
            stale_check_at = {next_look}
       FROM {device} AS old, {product} AS p
-     WHERE d.token_digest = %(digest)s AND old.id = d.id AND p.id = d.product_id
+     WHERE {identity} AND old.id = d.id AND p.id = d.product_id
     RETURNING d.id, d.name, p.checkin_interval, old.status AS old_status, old.token_used_at IS NULL AS first_use
 ), reading AS (
     INSERT INTO {reading} (device_id, recorded_at, "values")
@@ -233,19 +245,20 @@ SELECT dev.id, dev.old_status, dev.first_use, dev.checkin_interval,
 """  # noqa: S608
 
 
-def checkin_run(*, digest, values, ip, now, data, synchronous_commit: bool):
+def checkin_run(*, values, ip, now, data, synchronous_commit: bool, digest=None, serial=None):
     """Runs the check-in statement: (device id, old status, first use, check-in interval, open
-    commands) of the device whose token has `digest`, None when no device has it. `data` is the
-    device.data event's."""
+    commands) of the device whose token has `digest` (or, by certificate, whose serial is `serial`),
+    None when no device has it. `data` is the device.data event's."""
+    by, key = ("token", digest) if serial is None else ("certificate", serial)
     # The event ids are chosen here, so a retried statement that had in fact run fails on the
     # primary key instead of recording the check-in twice.
     row = fetchone(
-        checkin_sql(),
+        checkin_sql(by),
         {
             "now": now,
             "ip": ip,
             "values": json.dumps(values),
-            "digest": digest,
+            "key": key,
             "data_event_id": uuid.uuid4(),
             "online_event_id": uuid.uuid4(),
             "data": json.dumps(data),
@@ -256,6 +269,73 @@ def checkin_run(*, digest, values, ip, now, data, synchronous_commit: bool):
         return None
     device_id, old_status, first_use, interval, _synchronous_commit, open_commands = row
     return device_id, old_status, first_use, interval, _commands_from_json(device_id, open_commands)
+
+
+@cache
+def checkin_batch_sql() -> str:
+    """Many check-ins by certificate (MQTT) in one statement: `checkin_sql("certificate")` for each
+    row of the input arrays (one row per device: the caller splits repeats of a device), built from
+    the same parts (the next look, the events, the open commands). A device the input names but
+    that has no certificate in force returns no row."""
+    device, reading, event, product = (_table(m) for m in (Device, Reading, DeviceEvent, Product))
+    online = literal(DeviceStatus.ONLINE)
+    identity, _sets_ip = CHECKIN_BY["certificate"]
+    next_look = stale_check_next_sql(
+        old_status="d.status", stale_check_at="d.stale_check_at", now="%(now)s", offline_after="p.offline_after"
+    )
+    return f"""
+WITH input AS (
+    SELECT * FROM unnest(%(serials)s::text[], %(values)s::jsonb[], %(data)s::jsonb[], %(data_ids)s::uuid[],
+                         %(online_ids)s::uuid[]) AS i(key, vals, data, data_event_id, online_event_id)
+), dev AS (
+    UPDATE {device} AS d
+       SET last_seen_at = %(now)s, status = {online}, "values" = i.vals,
+           token_used_at = COALESCE(d.token_used_at, %(now)s),
+           stale_check_at = {next_look}
+      FROM input AS i, {device} AS old, {product} AS p
+     WHERE {identity.replace("%(key)s", "i.key")} AND old.id = d.id AND p.id = d.product_id
+    RETURNING d.id, d.name, d.serial, p.checkin_interval, old.status AS old_status,
+              old.token_used_at IS NULL AS first_use, i.vals, i.data, i.data_event_id, i.online_event_id
+), reading AS (
+    INSERT INTO {reading} (device_id, recorded_at, "values")
+    SELECT id, %(now)s, vals FROM dev
+), events AS (
+    INSERT INTO {event} (id, device_id, type, data, device_name, created_at)
+    SELECT data_event_id, id, {literal(DeviceEventType.DATA)}, data, name, %(now)s FROM dev
+    UNION ALL
+    SELECT online_event_id, id, {literal(DeviceEventType.ONLINE)},
+           jsonb_build_object('previous_status', old_status), name, %(now)s
+      FROM dev WHERE old_status <> {online}
+)
+SELECT dev.serial, dev.id, dev.old_status, dev.first_use, dev.checkin_interval,
+       set_config('synchronous_commit', %(synchronous_commit)s, true),
+       {open_commands_sql(device_id="dev.id", now="%(now)s")}
+  FROM dev
+"""  # noqa: S608
+
+
+def checkin_batch_run(*, checkins, now, data, synchronous_commit: bool) -> dict:
+    """Runs the batch statement for `checkins` ((serial, values), one per device; `data` the
+    device.data event of each): {serial: (device id, old status, first use, interval, open
+    commands)} for the devices it checked in."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            checkin_batch_sql(),
+            {
+                "now": now,
+                "serials": [serial for serial, _values in checkins],
+                "values": [json.dumps(values) for _serial, values in checkins],
+                "data": [json.dumps(d) for d in data],
+                "data_ids": [uuid.uuid4() for _ in checkins],
+                "online_ids": [uuid.uuid4() for _ in checkins],
+                "synchronous_commit": "on" if synchronous_commit else "off",
+            },
+        )
+        rows = cursor.fetchall()
+    return {
+        serial: (device_id, old_status, first_use, interval, _commands_from_json(device_id, open_commands))
+        for serial, device_id, old_status, first_use, interval, _synchronous_commit, open_commands in rows
+    }
 
 
 # The stale sweep ----------------------------------------------------------------------------------

@@ -152,3 +152,31 @@ def _mark_sqlite(now, *, limit) -> tuple[list[tuple], int]:
         Device.objects.filter(pk__in=ids).update(status=DeviceStatus.OFFLINE)
     _offline_events_record(rows, now=now)
     return [row[:3] for row in rows], len(rows)
+
+
+def device_mark_offline(*, serial: str, now=None) -> bool:
+    """The broker's last will for a device that dropped its MQTT connection: an online device goes
+    offline now, with its `device.offline` event (as the sweep records it) and its owner's email
+    (as the sweep sends it), instead of at the sweep past its threshold. False when it was not
+    online (a will repeated, or one that follows a sweep). A check-in afterwards marks it online."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The row lock orders the will against a check-in of the same device in flight.
+        row = (
+            Device.objects.select_for_update()
+            .filter(serial=serial, status=DeviceStatus.ONLINE)
+            .values_list("id", "owner_id", "last_seen_at", "name")
+            .first()
+        )
+        if row is None:
+            return False
+        Device.objects.filter(pk=row[0]).update(status=DeviceStatus.OFFLINE)
+        _offline_events_record([row], now=now)
+    logger.info("device.offline", extra={"device_id": str(row[0]), "reason": "will"})
+    try:
+        notifications.notifications_send(now=now, went_offline=[row[0]] if row[1] else [])
+    except Exception:
+        # Best effort, as in the sweep: the status and the event are what matter.
+        logger.exception("stale.notify_failed")
+    return True
+

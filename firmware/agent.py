@@ -9,23 +9,34 @@ portal returns (reboot, identify, set_interval) and acknowledge them. When less 
 the certificate's validity is left, renew it with the token and the same key pair. A refused token
 (the owner reset the device, or it changed hands) means starting over from the provisioning poll.
 
-Uses only the standard library, requests and cryptography, like a small Linux device would.
-It does not import Django.
+With --mqtt, once it has a certificate the agent talks to the portal's broker instead
+(docs/device-protocol.md, "MQTT"): mutual TLS with its certificate and client id = serial, a last
+will on devices/<serial>/status, check-ins published on devices/<serial>/checkin, commands heard
+on devices/<serial>/commands the moment they are sent and their results published on
+devices/<serial>/commands/<id>/result. It reconnects with back-off; when the broker keeps refusing
+it, one HTTP check-in tells whether its credentials were voided (then it starts over).
+
+Uses only the standard library, requests, cryptography and (for --mqtt) paho-mqtt, like a small
+Linux device would. It does not import Django.
 """
 
 import argparse
 import json
 import logging
 import os
+import queue
 import random
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from cryptography import x509
@@ -45,6 +56,9 @@ HTTP_TIMEOUT = 15
 MIN_INTERVAL = 1
 MAX_INTERVAL = 24 * 3600
 NETWORK_BACKOFF_CAP = 300
+# MQTT: refusals in a row (TLS or CONNACK) before asking over HTTP whether the credentials still hold.
+MQTT_REFUSALS_BEFORE_HTTP = 3
+MQTT_CONNECT_WAIT = 10
 
 
 class TokenRefused(Exception):
@@ -145,7 +159,7 @@ def csr_for(key, serial: str) -> str:
 
 
 class Agent:
-    def __init__(self, *, url, serial, key, state, values, interval=None, session=None, stop=None):
+    def __init__(self, *, url, serial, key, state, values, interval=None, session=None, stop=None, mqtt=None):
         self.url = url.rstrip("/")
         self.serial = serial
         self.factory_key = key
@@ -161,6 +175,8 @@ class Agent:
         self.renew_not_before = 0.0  # time.monotonic() before which no renewal is tried again
         self.private_key = self._load_or_create_key()
         self.csr = csr_for(self.private_key, serial)
+        # None: HTTP only; "auto": the broker provisioning named; else an mqtts:// URL.
+        self.mqtt = mqtt
 
     # Life cycle
 
@@ -169,7 +185,9 @@ class Agent:
         network_failures = 0
         while not self.stop.is_set():
             try:
-                if self.state["token"]:
+                if self.state["token"] and self._mqtt_endpoint():
+                    self.mqtt_loop()
+                elif self.state["token"]:
                     self.check_in_loop()
                 else:
                     self.provision_loop()
@@ -236,11 +254,7 @@ class Agent:
         checkin_url = endpoints.get("checkin") or self.url + "/device/v1/checkin"
         commands_url = endpoints.get("commands") or self.url + "/device/v1/commands"
         while not self.stop.is_set():
-            try:
-                values = self.read_values()
-            except (subprocess.SubprocessError, ValueError, OSError) as exc:
-                logger.warning("%s values unavailable: %s", self.serial, exc)
-                values = {}
+            values = self._values()
             response = self.session.post(
                 checkin_url, json={"values": values}, headers=self._bearer(), timeout=HTTP_TIMEOUT
             )
@@ -280,22 +294,146 @@ class Agent:
         self._announce("certificate-renewed", f"valid until {not_after:%Y-%m-%d}")
         return True
 
+    # MQTT
+
+    def _mqtt_endpoint(self):
+        """(host, port, broker CA PEM or None) to use, or None for HTTP: --mqtt given, a certificate
+        held, and a broker named (by --mqtt URL, or by provisioning's endpoints.mqtt)."""
+        if not self.mqtt or not self.state["certificate"]:
+            return None
+        named = (self.state["endpoints"] or {}).get("mqtt") or {}
+        url = named.get("url") if self.mqtt == "auto" else self.mqtt
+        if not url:
+            return None
+        parts = urlsplit(url)
+        return parts.hostname, parts.port or 8883, named.get("ca")
+
+    def mqtt_loop(self):
+        """Check-ins and commands over MQTT until stopped, the certificate renewed (the caller
+        connects again with the new one) or the credentials refused (TokenRefused)."""
+        import paho.mqtt.client as mqtt
+
+        host, port, ca_pem = self._mqtt_endpoint()
+        folder = Path(tempfile.mkdtemp(prefix="agent-mqtt-"))  # mode 0700: the key stays private
+        (folder / "cert.pem").write_text(self.state["certificate"])
+        (folder / "key.pem").write_text(self.state["private_key"])
+        if ca_pem:
+            (folder / "ca.pem").write_text(ca_pem)
+        commands, connected = queue.Queue(), threading.Event()
+        refusals = [0]
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.serial, protocol=mqtt.MQTTv5)
+        client.tls_set(
+            ca_certs=str(folder / "ca.pem") if ca_pem else None,
+            certfile=str(folder / "cert.pem"),
+            keyfile=str(folder / "key.pem"),
+        )
+        # The broker publishes this when the connection drops without a DISCONNECT.
+        client.will_set(f"devices/{self.serial}/status", b"offline", qos=1)
+        client.reconnect_delay_set(1, NETWORK_BACKOFF_CAP)
+
+        def on_connect(client, userdata, flags, reason_code, properties):
+            if reason_code.is_failure:
+                refusals[0] += 1
+                return
+            refusals[0] = 0
+            client.subscribe(f"devices/{self.serial}/commands", qos=1)
+            connected.set()
+
+        def on_connect_fail(client, userdata):
+            refusals[0] += 1  # refused during the TLS handshake, or unreachable
+
+        def on_disconnect(client, userdata, flags, reason_code, properties):
+            if not connected.is_set():
+                refusals[0] += 1  # closed before CONNACK: a TLS 1.3 server refusing the certificate
+            connected.clear()
+
+        def on_message(client, userdata, message):
+            try:
+                commands.put(json.loads(message.payload))
+            except ValueError:
+                logger.warning("%s unreadable command message", self.serial)
+
+        client.on_connect, client.on_disconnect, client.on_message = on_connect, on_disconnect, on_message
+        client.on_connect_fail = on_connect_fail
+        client.connect_async(host, port, keepalive=60)
+        client.loop_start()
+        boot, sent = os.urandom(4).hex(), 0
+        try:
+            while not self.stop.is_set():
+                if not connected.wait(MQTT_CONNECT_WAIT):
+                    self._announce("mqtt-unreachable", f"{host}:{port}; retrying with back-off")
+                    if refusals[0] >= MQTT_REFUSALS_BEFORE_HTTP:
+                        refusals[0] = 0
+                        self._check_in_over_http()  # raises TokenRefused when the credentials are void
+                    continue
+                sent += 1
+                # The id lets the portal recognise a copy its MQTT stack resent (QoS 1).
+                body = {"id": f"{boot}/{sent}", "values": self._values()}
+                client.publish(f"devices/{self.serial}/checkin", json.dumps(body), qos=1)
+                interval = self._interval(None)
+                self._announce("online", f"on MQTT {host}:{port}, checking in every {interval} s")
+                deadline = time.monotonic() + interval
+                while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                    try:
+                        command = commands.get(timeout=min(left, 1.0))
+                    except queue.Empty:
+                        continue
+                    status, result = self.run_command(command)
+                    client.publish(
+                        f"devices/{self.serial}/commands/{command['id']}/result",
+                        json.dumps({"status": status, "result": result}),
+                        qos=1,
+                    ).wait_for_publish(HTTP_TIMEOUT)
+                    logger.info("%s command %s %s (over MQTT)", self.serial, command.get("name"), status)
+                    if command.get("name") == "reboot" and status == "succeeded":
+                        self.reboot()
+                if self.renew_certificate_if_due():
+                    return  # connect again with the new certificate
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _check_in_over_http(self):
+        endpoints = self.state["endpoints"] or {}
+        response = self.session.post(
+            endpoints.get("checkin") or self.url + "/device/v1/checkin",
+            json={"values": self._values()},
+            headers=self._bearer(),
+            timeout=HTTP_TIMEOUT,
+        )
+        if response.status_code == 401:
+            raise TokenRefused()
+
+    def _values(self):
+        try:
+            return self.read_values()
+        except (subprocess.SubprocessError, ValueError, OSError) as exc:
+            logger.warning("%s values unavailable: %s", self.serial, exc)
+            return {}
+
     # Commands
 
-    def execute(self, command, commands_url):
+    def run_command(self, command):
+        """(status, result) of a command: run once, the same outcome reported again when it is
+        handed out again (an acknowledgement was lost, or it came by MQTT and HTTP)."""
         name, params = command.get("name"), command.get("params") or {}
         if command["id"] in self.done:
-            # Handed out again because our acknowledgement was lost: report it again, never rerun it.
-            status, result = self.done[command["id"]]
+            return self.done[command["id"]]
+        handler = getattr(self, f"command_{name}", None)
+        if handler is None:
+            status, result = "failed", {"error": f"unsupported command {name!r}"}
         else:
-            handler = getattr(self, f"command_{name}", None)
-            if handler is None:
-                status, result = "failed", {"error": f"unsupported command {name!r}"}
-            else:
-                status, result = handler(params)
-            self.done[command["id"]] = (status, result)
-            while len(self.done) > 100:
-                self.done.pop(next(iter(self.done)))
+            status, result = handler(params)
+        self.done[command["id"]] = (status, result)
+        while len(self.done) > 100:
+            self.done.pop(next(iter(self.done)))
+        return status, result
+
+    def execute(self, command, commands_url):
+        name = command.get("name")
+        # Handed out again because our acknowledgement was lost: reported again, never rerun.
+        status, result = self.run_command(command)
         response = self.session.post(
             f"{commands_url}/{command['id']}",
             json={"status": status, "result": result},
@@ -388,6 +526,14 @@ def parse_args(argv=None):
     source.add_argument("--simulate", action="store_true", help="Simulated temperature and humidity (the default).")
     parser.add_argument("--state", type=Path, help="State file for the key pair and credentials (default: none kept).")
     parser.add_argument("--interval", type=int, help="Seconds between check-ins (default: what the portal says).")
+    parser.add_argument(
+        "--mqtt",
+        nargs="?",
+        const="auto",
+        metavar="URL",
+        help="Check in and get commands over MQTT with the issued certificate: the broker provisioning names, "
+        "or mqtts://host:port (then verified against the system's CAs). HTTP otherwise.",
+    )
     parser.add_argument("--verbose", action="store_true", help="Log every poll, not only state changes.")
     return parser.parse_args(argv)
 
@@ -423,6 +569,7 @@ def main(argv=None):
         values=values,
         interval=args.interval,
         stop=stop,
+        mqtt=args.mqtt,
     )
     if simulator:
         agent.on_reboot = simulator.reboot

@@ -327,6 +327,21 @@ DEVICE_RATE_LIMIT_PER_DEVICE = envint("DEVICE_RATE_LIMIT_PER_DEVICE", "60")
 DEVICE_RATE_LIMIT_PER_IP = envint("DEVICE_RATE_LIMIT_PER_IP", "1200")
 READING_RETENTION_DAYS = envint("READING_RETENTION_DAYS", "30")
 
+# MQTT beside HTTP (docs/operations.md, "MQTT"). `manage.py mqtt_broker_config` writes the broker's
+# files into MQTT_DIR; the bridge (`manage.py mqtt_bridge`) and the command publisher reach the broker
+# on its bridge listener (MQTT_HOST:MQTT_PORT) with their own credential. No MQTT_BRIDGE_PASSWORD: MQTT
+# is off and commands wait for the device's HTTP check-in, as before.
+MQTT_DIR = Path(os.getenv("MQTT_DIR", VAR_DIR / "mqtt"))
+MQTT_HOST = os.getenv("MQTT_HOST", "127.0.0.1")
+MQTT_PORT = envint("MQTT_PORT", "1883")
+MQTT_TLS_PORT = envint("MQTT_TLS_PORT", "8883")
+MQTT_BRIDGE_USERNAME = os.getenv("MQTT_BRIDGE_USERNAME", "portal-bridge")
+MQTT_BRIDGE_PASSWORD = envsecret("MQTT_BRIDGE_PASSWORD")
+# Names (and addresses) devices use to reach the TLS listener: the broker's server certificate names them.
+MQTT_SERVER_NAMES = envlist("MQTT_SERVER_NAMES", "localhost,127.0.0.1")
+# What provisioning tells devices (mqtts://host:port); empty: the answer names no MQTT endpoint.
+MQTT_DEVICE_URL = os.getenv("MQTT_DEVICE_URL", "")
+
 # Integrator API calls per application ("<n>/second|minute|hour|day"), counted on the shared cache.
 API_THROTTLE_RATE = os.getenv("API_THROTTLE_RATE", "600/minute")
 

@@ -1,6 +1,6 @@
 """Shared fixtures: personas (owner, other_owner, staff) and the rule for outside services.
 
-Tests that need PostgreSQL, Redis or a Celery worker skip on a bare laptop but FAIL under CI
+Tests that need PostgreSQL, Redis, Mosquitto or a Celery worker skip on a bare laptop but FAIL under CI
 (CI=true), where .ci/run guarantees the services are there. They are marked `services` (those
 using a fixture below that asks for one are marked here), so CI's second run, on SQLite with
 `-m "not services"`, deselects them instead of failing them.
@@ -18,7 +18,7 @@ from .factories import DeviceFactory, UserFactory
 IN_CI = os.getenv("CI", "").lower() in ("1", "true", "yes")
 # Fixtures that need an outside service: a test using one, even through another fixture, is a
 # `services` test.
-SERVICE_FIXTURES = {"requires_postgres", "redis_url"}
+SERVICE_FIXTURES = {"requires_postgres", "redis_url", "mosquitto"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m

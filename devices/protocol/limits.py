@@ -46,12 +46,9 @@ def _uses_redis() -> bool:
     return backend in REDIS_BACKENDS and bool(settings.REDIS_URL)
 
 
-def hit(*counters: tuple[str, str, int], window: int = WINDOW) -> None:
-    """Counts one request against each (scope, ident, limit); Throttled when any is exceeded."""
-    if not _uses_redis():
-        for scope, ident, limit in counters:
-            ratelimit.hit(scope, ident, limit=limit, window=window)
-        return
+def _counted(counters, window) -> tuple[list[bool], int] | None:
+    """Counts one event against each (scope, ident, limit) on Redis in one call: whether each is
+    within its limit, and the seconds left in the window; None while Redis is down."""
     now = time.time()
     bucket, reset_in = int(now // window), window - int(now % window)
     keys = [f"rl:{scope}:{ident}:{bucket}" for scope, ident, _limit in counters]
@@ -60,6 +57,33 @@ def hit(*counters: tuple[str, str, int], window: int = WINDOW) -> None:
     except UNAVAILABLE as exc:
         # Limits fail open while Redis is down, as the cache does (portal/cache.py).
         log_unavailable("device_limits", exc)
+        return None
+    return [count <= limit for count, (_scope, _ident, limit) in zip(counts, counters, strict=True)], reset_in
+
+
+def hit(*counters: tuple[str, str, int], window: int = WINDOW) -> None:
+    """Counts one request against each (scope, ident, limit); Throttled when any is exceeded."""
+    if not _uses_redis():
+        for scope, ident, limit in counters:
+            ratelimit.hit(scope, ident, limit=limit, window=window)
         return
-    if any(count > limit for count, (_scope, _ident, limit) in zip(counts, counters, strict=True)):
-        raise Throttled(retry_after=reset_in)
+    counted = _counted(counters, window)
+    if counted is not None and not all(counted[0]):
+        raise Throttled(retry_after=counted[1])
+
+
+def within(counters: list[tuple[str, str, int]], *, window: int = WINDOW) -> list[bool]:
+    """One event each against many (scope, ident, limit) counters (a batch of MQTT messages, one
+    Redis call): whether each is within its limit."""
+    if not _uses_redis():
+        allowed = []
+        for scope, ident, limit in counters:
+            try:
+                ratelimit.hit(scope, ident, limit=limit, window=window)
+            except Throttled:
+                allowed.append(False)
+            else:
+                allowed.append(True)
+        return allowed
+    counted = _counted(counters, window) if counters else ([], 0)
+    return [True] * len(counters) if counted is None else counted[0]

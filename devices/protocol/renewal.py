@@ -55,7 +55,10 @@ def device_certificate_renew(*, token: str, csr_pem) -> dict:
             token_used_at=Coalesce("token_used_at", timezone.now()),
         )
         certificate_revoke(
-            product_id=device.product_id, serial_number=replaced, reason=RevokedCertificate.Reason.SUPERSEDED
+            product_id=device.product_id,
+            serial_number=replaced,
+            reason=RevokedCertificate.Reason.SUPERSEDED,
+            device_id=device.pk,
         )
     logger.info(
         "device.certificate_renewed",

@@ -80,10 +80,18 @@ class CredentialsOutput(serializers.Serializer):
     ca_chain = serializers.CharField(allow_null=True, help_text="PEM certificate of the product CA, or null.")
 
 
+class MqttEndpointOutput(serializers.Serializer):
+    url = serializers.CharField(help_text="mqtts://host:port of the broker; connect with the issued certificate.")
+    ca = serializers.CharField(help_text="PEM certificate of the broker CA: verify the broker against it.")
+
+
 class EndpointsOutput(serializers.Serializer):
     checkin = serializers.URLField()
     commands = serializers.URLField()
     certificate = serializers.URLField(help_text="Where to renew the certificate (POST, bearer token).")
+    mqtt = MqttEndpointOutput(
+        required=False, help_text="When the portal runs a broker and a certificate was issued (see the device guide)."
+    )
 
 
 class DeviceProvisionOutput(serializers.Serializer):

@@ -100,6 +100,7 @@ def device_provision(
                     product_id=device.product_id,
                     serial_number=replaced,
                     reason=RevokedCertificate.Reason.SUPERSEDED,
+                    device_id=device.pk,
                 )
         if issued:
             logger.info(
@@ -117,6 +118,13 @@ def device_provision(
     raise ApplicationError("The device changed while provisioning; poll again.", code="retry", status=409)
 
 
+def checkin_values(body: dict):
+    """The values of a check-in's body (HTTP or MQTT), which must name them."""
+    if "values" not in body:
+        raise ValidationError("values is required.", code="invalid_values", fields={"values": ["Required."]})
+    return body["values"]
+
+
 def values_validate(values) -> dict:
     if errors := flat_object_errors(values, max_keys=MAX_VALUES, what="values"):
         raise ValidationError(errors[0], code="invalid_values", fields={"values": errors})
@@ -128,9 +136,10 @@ def checkin_event_data(*, values, now) -> dict:
     return {"values": values, "recorded_at": now.isoformat()}
 
 
-def _checkin_postgresql(*, digest, values, ip, now):
+def _checkin_postgresql(*, values, ip, now, digest=None, serial=None):
     checked_in = sql.checkin_run(
         digest=digest,
+        serial=serial,
         values=values,
         ip=ip,
         now=now,
@@ -145,13 +154,18 @@ def _checkin_postgresql(*, digest, values, ip, now):
     return checked_in
 
 
-def _checkin_portable(*, digest, values, ip, now):
+def _checkin_portable(*, values, ip, now, digest=None, serial=None):
+    # The device by its token's digest, or by certificate as devices.sql.CHECKIN_BY says (then its
+    # address is not known, and last_ip stays).
+    if serial is None:
+        device, address = Device.objects.filter(token_digest=digest), {"last_ip": ip}
+    else:
+        device, address = Device.objects.filter(serial=serial).exclude(certificate_serial=""), {}
     with transaction.atomic():
         # select_for_update orders concurrent check-ins of one device (a no-op on SQLite, whose
         # writers are serialised anyway).
         row = (
-            Device.objects.select_for_update()
-            .filter(token_digest=digest)
+            device.select_for_update()
             .values_list(
                 "id",
                 "status",
@@ -168,7 +182,7 @@ def _checkin_portable(*, digest, values, ip, now):
         device_id, old_status, used_at, stale_check_at, interval, offline_after, name = row
         Device.objects.filter(pk=device_id).update(
             last_seen_at=now,
-            last_ip=ip,
+            **address,
             status=DeviceStatus.ONLINE,
             values=values,
             token_used_at=Coalesce("token_used_at", now),
@@ -201,8 +215,9 @@ def _checkin_portable(*, digest, values, ip, now):
 
 def checkin_path():
     """The check-in implementation for this database: the one statement on PostgreSQL, the
-    portable ORM path elsewhere. Both take (digest, values, ip, now) and return (device id, old
-    status, first use, check-in interval, open commands); a test runs both on PostgreSQL."""
+    portable ORM path elsewhere. Both take (values, ip, now, and the device's token `digest` or, by
+    certificate, its `serial`) and return (device id, old status, first use, check-in interval,
+    open commands); a test runs both on PostgreSQL."""
     return _checkin_postgresql if connection.vendor == "postgresql" else _checkin_portable
 
 
@@ -213,11 +228,68 @@ def device_checkin(*, token: str, values, ip: str | None) -> dict:
 
     Invalid values raise ValidationError before anything is written.
     """
+    return _checkin(values=values, ip=ip, digest=token_digest(token))
+
+
+def device_checkin_by_certificate(*, serial: str, values) -> dict:
+    """`device_checkin` for a device the MQTT broker authenticated by its certificate (the CN is
+    its serial): the same rules, writes and answer. Refused (Unauthenticated) when the device has
+    no certificate in force, as after a reset or a revocation."""
+    return _checkin(values=values, ip=None, serial=serial)
+
+
+def devices_checkin_by_certificate(*, checkins) -> list[dict | ApplicationError]:
+    """Many `device_checkin_by_certificate` at once ((serial, values) pairs, a bridge's batch of
+    MQTT messages): the same rules and writes, each check-in's answer or error in order. On
+    PostgreSQL the devices of a batch check in in one statement (devices.sql.checkin_batch_sql;
+    a device named twice gets a statement per repeat, in order); elsewhere one after another."""
+    outcomes: list = [None] * len(checkins)
+    valid = []
+    for index, (_serial, values) in enumerate(checkins):
+        try:
+            values_validate(values)
+        except ValidationError as exc:
+            outcomes[index] = exc
+        else:
+            valid.append(index)
+    if connection.vendor != "postgresql":
+        for index in valid:
+            try:
+                outcomes[index] = device_checkin_by_certificate(serial=checkins[index][0], values=checkins[index][1])
+            except ApplicationError as exc:
+                outcomes[index] = exc
+        return outcomes
+    while valid:
+        batch, seen, later = [], set(), []
+        for index in valid:
+            (later if checkins[index][0] in seen else batch).append(index)
+            seen.add(checkins[index][0])
+        # Rows locked in serial order: two bridges' batches cannot deadlock on each other's devices.
+        batch.sort(key=lambda i: checkins[i][0])
+        now = timezone.now()
+        checked_in = sql.checkin_batch_run(
+            checkins=[checkins[i] for i in batch],
+            now=now,
+            data=[checkin_event_data(values=checkins[i][1], now=now) for i in batch],
+            synchronous_commit=settings.DEVICE_CHECKIN_SYNCHRONOUS_COMMIT,
+        )
+        transaction.on_commit(outbox.relay_schedule, robust=True)
+        for index in batch:
+            row = checked_in.get(checkins[index][0])
+            outcomes[index] = Unauthenticated() if row is None else _checked_in(*row)
+        valid = later
+    return outcomes
+
+
+def _checkin(*, values, ip, digest=None, serial=None) -> dict:
     values_validate(values)
     now = timezone.now()
-    digest = token_digest(token)
     checkin = checkin_path()
-    device_id, old_status, first_use, interval, commands = checkin(digest=digest, values=values, ip=ip, now=now)
+    return _checked_in(*checkin(digest=digest, serial=serial, values=values, ip=ip, now=now))
+
+
+def _checked_in(device_id, old_status, first_use, interval, commands) -> dict:
+    """What follows every check-in, whichever path wrote it: the logs, the commands handed over."""
     if first_use:
         logger.info("device.provisioned", extra={"device_id": str(device_id)})
     if old_status != DeviceStatus.ONLINE:
@@ -247,6 +319,15 @@ def device_for_token(*, token: str) -> Device:
         marked = Device.objects.filter(pk=device.pk, token_used_at__isnull=True).update(token_used_at=timezone.now())
         if marked:
             logger.info("device.provisioned", extra={"device_id": str(device.pk)})
+    return device
+
+
+def device_for_certificate(*, serial: str) -> Device:
+    """The device an MQTT client's certificate names (its CN, the serial), while it has a
+    certificate in force (Unauthenticated otherwise): the check-in's rule, devices.sql.CHECKIN_BY."""
+    device = Device.objects.only("id", "serial").filter(serial=serial).exclude(certificate_serial="").first()
+    if device is None:
+        raise Unauthenticated()
     return device
 
 

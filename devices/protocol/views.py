@@ -5,9 +5,7 @@ lean one that skips DRF's request wrapping, content negotiation and renderers, w
 more than the check-in itself. Checks run in a fixed order: rate limits, credentials, body, work.
 """
 
-import json
 import logging
-import math
 from http import HTTPStatus
 
 from django.conf import settings
@@ -22,18 +20,16 @@ from portal.http import BadBasicCredentials, basic_credentials, client_ip, json_
 from ..ca import product_ca_ensure, product_crl_cached
 from ..command_queue import command_ack
 from ..models import Product
+from ..mqtt.broker import mqtt_endpoint
 from ..services import token_digest
 from . import limits, renewal, schema, services
+from .bodies import BadBody, json_object_parse, too_large
 from .services import Unauthenticated
 
 logger = logging.getLogger(__name__)
 
 MAX_TOKEN_LENGTH = 200
 MAX_SERIAL_LENGTH = 64
-
-
-class BadBody(ApplicationError):
-    code = "invalid_body"
 
 
 def _error_response(exc: ApplicationError, *, challenge=None) -> JsonResponse:
@@ -47,27 +43,6 @@ def _error_response(exc: ApplicationError, *, challenge=None) -> JsonResponse:
     return JsonResponse(body, status=exc.status, headers=headers)
 
 
-class _NotAJsonNumber(ValueError):
-    pass
-
-
-def _finite_float(text):
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotAJsonNumber(text)
-    return value
-
-
-def _no_constant(name):
-    raise _NotAJsonNumber(name)
-
-
-def _too_large(limit):
-    return BadBody(
-        f"The body is larger than {limit} bytes.", code="too_large", status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-    )
-
-
 def _declared_length(request, limit) -> int | None:
     """The body's Content-Length, refused past the cap before anything is read; None when chunked."""
     meta = request.META
@@ -78,7 +53,7 @@ def _declared_length(request, limit) -> int | None:
     except ValueError:
         raise BadBody("Content-Length is not a number.") from None
     if length > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     return length
 
 
@@ -122,20 +97,9 @@ def read_json_object(request, *, required=True) -> dict:
             status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         )
     raw = _read_capped(request, limit, chunked=length is None)
-    if len(raw) > limit:
-        raise _too_large(limit)
     if not raw and not required:
         return {}
-    try:
-        data = json.loads(raw, parse_float=_finite_float, parse_constant=_no_constant)
-    except _NotAJsonNumber:
-        message = "NaN, Infinity and numbers beyond ±1.8e308 are not JSON numbers: send a finite number or null."
-        raise BadBody(message, code="malformed_json") from None
-    except (ValueError, RecursionError):
-        raise BadBody("The body is not valid JSON.", code="malformed_json") from None
-    if not isinstance(data, dict):
-        raise BadBody("The body must be a JSON object.")
-    return data
+    return json_object_parse(raw)
 
 
 def _limit(request, scope, device_ident):
@@ -246,6 +210,8 @@ class DeviceProvisionApi(DeviceEndpoint):
                 "commands": request.build_absolute_uri(reverse("device-protocol:commands")),
                 "certificate": request.build_absolute_uri(reverse("device-protocol:certificate")),
             }
+            if answer["credentials"]["certificate"] and (mqtt := mqtt_endpoint()):
+                answer["endpoints"]["mqtt"] = mqtt
         return JsonResponse(answer)
 
 
@@ -263,9 +229,7 @@ class DeviceCheckinApi(DeviceEndpoint):
     def post(self, request):
         token = _device_from_token(request, self.scope)
         body = read_json_object(request)
-        if "values" not in body:
-            raise ValidationError("values is required.", code="invalid_values", fields={"values": ["Required."]})
-        answer = services.device_checkin(token=token, values=body["values"], ip=client_ip(request))
+        answer = services.device_checkin(token=token, values=services.checkin_values(body), ip=client_ip(request))
         return JsonResponse(answer)
 
 

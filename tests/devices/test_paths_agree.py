@@ -225,3 +225,44 @@ def test_both_sweep_paths_mark_the_same_devices_and_record_the_same_events(requi
         "fast product, quiet", "quiet", "quiet, fractional seconds", "quiet, no owner", "quiet, whole seconds",
         "offline",
     }  # fmt: skip
+
+
+def test_both_paths_check_in_by_certificate_alike(requires_postgres, clock, owner, product):
+    # MQTT (issue #20): the device named by its serial while it has a certificate; last_ip kept.
+    devices = {}
+    paths = (("CERT-STATEMENT", services._checkin_postgresql), ("CERT-PORTABLE", services._checkin_portable))
+    for serial, path in paths:
+        devices[path] = device = _twin(product, owner, f"token-{serial}")
+        Device.objects.filter(pk=device.pk).update(serial=serial, certificate_serial="ab12", last_ip="192.0.2.1")
+        checked_in = path(serial=serial, values={"t": 1.5}, ip=None, now=START)
+        assert checked_in[1:4] == (DeviceStatus.NEVER_SEEN, True, product.checkin_interval)
+    statement, portable = devices[services._checkin_postgresql], devices[services._checkin_portable]
+    assert _row(statement) == _row(portable)
+    assert _row(statement)["device"]["last_ip"] == "192.0.2.1"
+
+
+def test_both_paths_refuse_a_device_without_a_certificate_alike(requires_postgres, owner, product):
+    DeviceFactory(product=product, owner=owner, serial="NO-CERT", certificate_serial="")
+    for path in (services._checkin_postgresql, services._checkin_portable):
+        with pytest.raises(services.Unauthenticated):
+            path(serial="NO-CERT", values={}, ip=None, now=timezone.now())
+    assert not Reading.objects.exists()
+
+
+def test_the_batch_statement_writes_and_answers_as_the_single_one(requires_postgres, clock, owner, product):
+    # MQTT's batches (devices.sql.checkin_batch_sql) against one check-in by certificate.
+    single = _twin(product, owner, "token-single")
+    batched = _twin(product, owner, "token-batched")
+    other = _twin(product, owner, "token-other")
+    for device, serial in ((single, "BATCH-A"), (batched, "BATCH-B"), (other, "BATCH-C")):
+        Device.objects.filter(pk=device.pk).update(serial=serial, certificate_serial="ab12")
+    for seconds, values in ((0, {"t": 1}), (30, {"t": 2}), (301, {"t": 3})):
+        clock.shift(seconds)
+        alone = _without_ids(services.device_checkin_by_certificate(serial="BATCH-A", values=values))
+        together = services.devices_checkin_by_certificate(
+            checkins=[("BATCH-C", {"t": 0}), ("BATCH-B", values), ("NOBODY", values), ("BATCH-B", values)]
+        )
+        assert isinstance(together[2], services.Unauthenticated)
+        assert _without_ids(together[1]) == alone == _without_ids(together[3])  # a repeat: its own statement
+        assert _row(single)["device"] == _row(batched)["device"]
+    assert len(_row(batched)["readings"]) == 2 * len(_row(single)["readings"])

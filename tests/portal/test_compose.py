@@ -41,7 +41,7 @@ def test_has_every_service(services):
     assert {"postgres", "redis", *APP_SERVICES} <= set(services)
 
 
-@pytest.mark.parametrize("name", ["web", "worker", "beat"])
+@pytest.mark.parametrize("name", ["web", "worker", "beat", "mqtt-bridge"])
 def test_runs_the_makefile_command(services, name):
     assert command_words(services[name]) == make_recipe(name)
 

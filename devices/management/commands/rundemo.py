@@ -1,9 +1,15 @@
 """The embedded default in one command: web server, Celery worker with beat, and one simulated
-agent per demo device, as child processes. Ctrl-C (or SIGTERM) stops them all."""
+agent per demo device, as child processes. Ctrl-C (or SIGTERM) stops them all.
+
+Where Debian's `mosquitto` is installed, the worker comes with a broker (the portal's generated
+configuration, in var/mqtt) and the MQTT bridge, and the first demo device talks MQTT."""
 
 import json
 import os
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,8 +55,16 @@ class Command(BaseCommand):
             if folder := settings.CELERY_BROKER_TRANSPORT_OPTIONS.get(option):
                 os.makedirs(folder, exist_ok=True)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        # MQTT needs the worker: its outbox relay pushes the commands.
+        mqtt = None if no_worker else self._mqtt_prepare()
+        if mqtt:
+            env.update(mqtt["env"])
+            web_env.update(mqtt["env"])
         try:
             self._start("web", [*manage, "runserver", addr, "--noreload"], web_env)
+            if mqtt:
+                self._start("mqtt broker", [mqtt["binary"], "-c", str(mqtt["conf"])], env)
+                self._start("mqtt bridge", [*manage, "mqtt_bridge", "--client-id", "portal-bridge-demo"], env)
             if not no_worker:
                 # -B runs beat inside the worker: one process for the demo; solo pool keeps it small.
                 self._start(
@@ -77,7 +91,9 @@ class Command(BaseCommand):
             devices = [] if no_agents else self._demo_devices()
             agents_dir = settings.VAR_DIR / "agents"
             agents_dir.mkdir(exist_ok=True)
-            for device in devices:
+            for index, device in enumerate(devices):
+                # The first demo device on MQTT, when the broker runs; the others on HTTP.
+                transport = ["--mqtt"] if mqtt and index == 0 else []
                 self._start(
                     f"agent {device['serial']}",
                     [
@@ -95,11 +111,12 @@ class Command(BaseCommand):
                         "--interval",
                         str(agent_interval),
                         "--simulate",
+                        *transport,
                     ],
                     env,
                 )
             self._pause(SETTLE_SECONDS)
-            self._print_welcome(url, len(devices))
+            self._print_welcome(url, len(devices), mqtt=mqtt, no_worker=no_worker)
             return self._supervise()
         finally:
             self._stop_all()
@@ -158,13 +175,40 @@ class Command(BaseCommand):
         while time.monotonic() < deadline and not self.stopping:
             time.sleep(0.1)
 
-    def _print_welcome(self, url, device_count):
+    def _mqtt_prepare(self):
+        """The broker's configuration and the environment of the processes that use it, or None
+        (and how to enable it) when Mosquitto is not installed."""
+        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else "")
+        if not binary:
+            return None
+        from devices.mqtt.broker import broker_config_write
+
+        bridge_port, tls_port = _port_or_free(settings.MQTT_PORT), _port_or_free(settings.MQTT_TLS_PORT)
+        # A demo-only credential, new each run (the password file is written again).
+        password = settings.MQTT_BRIDGE_PASSWORD or secrets.token_urlsafe(16)
+        conf = broker_config_write(
+            tls_port=tls_port, bridge_host="127.0.0.1", bridge_port=bridge_port, bridge_password=password
+        )
+        env = {
+            "MQTT_BRIDGE_PASSWORD": password,
+            "MQTT_PORT": str(bridge_port),
+            "MQTT_TLS_PORT": str(tls_port),
+            "MQTT_DEVICE_URL": f"mqtts://localhost:{tls_port}",
+        }
+        return {"binary": binary, "conf": conf, "env": env, "tls_port": tls_port}
+
+    def _print_welcome(self, url, device_count, *, mqtt=None, no_worker=False):
         """The logins and a code to try, framed: seed_demo printed them too, before the servers'
         and devices' start-up lines pushed them off the screen."""
         lines = saved_summary(url) or ["  No demo logins yet: run `manage.py seed_demo`."]
         out = self.stdout.write
         out(FRAME)
         out(self.style.SUCCESS(f"Portal running at {url}/ with {device_count} simulated device(s)."))
+        if mqtt:
+            out(f"MQTT: broker on mqtts://localhost:{mqtt['tls_port']}, bridge running; the first device uses MQTT.")
+        elif not no_worker:
+            out("MQTT: off. Install Mosquitto (apt-get install mosquitto) and `make run` starts a broker, the bridge")
+            out("      and one simulated device on MQTT.")
         for line in lines:
             out(line)
         out("Press Ctrl-C to stop.")
@@ -177,3 +221,13 @@ class Command(BaseCommand):
             return []
         devices = json.loads(path.read_text())
         return [d for d in devices if isinstance(d, dict) and d.get("serial") and d.get("factory_key")]
+
+
+def _port_or_free(port: int) -> int:
+    """`port` when nothing listens there on this host, else one the system picks."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
