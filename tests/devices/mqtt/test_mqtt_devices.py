@@ -33,7 +33,7 @@ def test_check_in_over_mqtt_stores_the_values_the_owner_sees(provisioned, bridge
     assert device.device.status == DeviceStatus.ONLINE
     assert device.device.token_used_at is not None  # the credentials are in use: provisioning is over
     assert DeviceEvent.objects.filter(device=device.device, type=DeviceEventType.DATA).count() == 1
-    page = owner_client.get(reverse("claiming:device", args=[device.device.pk]))
+    page = owner_client.get(reverse("devices:detail", args=[device.device.pk]))
     assert "21.5" in page.content.decode()
     device.close()
 
@@ -58,7 +58,7 @@ def test_a_command_reaches_the_device_at_once_and_its_result_is_recorded(provisi
 
     assert wait_until(lambda: Command.objects.get(pk=command.pk).status == CommandStatus.SUCCEEDED)
     assert Command.objects.get(pk=command.pk).result == {"ok": True}
-    page = owner_client.get(reverse("claiming:device", args=[device.device.pk])).content.decode()
+    page = owner_client.get(reverse("devices:detail", args=[device.device.pk])).content.decode()
     assert 'class="badge badge-succeeded"' in page  # the result shows on the owner's page
     device.close()
 
