@@ -68,6 +68,8 @@ def _owner_page_urls(device, application):
             kwargs["app_id"] = application.app_id
         if "<int:delivery_id>" in route or "<uuid:command_id>" in route:
             continue  # actions only
+        if name.endswith("-live"):
+            continue  # a live page's fragments (JSON), not a page
         urls.append(reverse(name, kwargs=kwargs))
     return urls + [reverse(name) for name in ACCOUNT_PAGES]
 

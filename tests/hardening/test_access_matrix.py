@@ -27,7 +27,7 @@ PUBLIC_PREFIXES = ("accounts/",)  # allauth
 
 # Owner pages about one device (<uuid:pk>) or one application (<app_id>), and owner-wide pages.
 DEVICE_PAGES = {
-    "devices:detail", "claiming:device-reset", "claiming:device-transfer", "claiming:transfer-cancel",
+    "devices:detail", "devices:detail-live", "claiming:device-reset", "claiming:device-transfer", "claiming:transfer-cancel",
     "claiming:device-pin", "devices:command", "apps-device:link", "devices:rename",
     "devices:notifications-device", "devices:credentials-revoke",
     "devices:share-invite", "devices:share-leave", "devices:support-grant", "devices:support-grant-end",
@@ -38,7 +38,7 @@ APP_PAGES = {
     "apps:connect-link", "apps:remove", "apps:device-link", "apps:device-unlink", "apps:replay", "apps:test",
     "apps:retry",
 }
-OWNER_PAGES = {"devices:list", "claiming:claim", "apps:list", "apps:create", "devices:notifications"}
+OWNER_PAGES = {"devices:list", "devices:list-live", "claiming:claim", "apps:list", "apps:create", "devices:notifications"}
 # A one-time token in the URL, login required.
 TOKEN_PAGES = {"claiming:transfer-accept", "apps:connect", "sharing:invitation"}
 API_DEVICE = {"apps-api:device-detail", "apps-api:reading-list", "apps-api:command-list", "apps-api:command-detail"}

@@ -1,0 +1,121 @@
+"""The device page and the device list refresh themselves (portal/live.py, static/js/live.js): each
+live endpoint answers the regions that can change, and 304 without rendering while nothing did."""
+
+from datetime import timedelta
+from http import HTTPStatus
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from devices.command_queue import command_ack, command_send
+from devices.models import Command, CommandStatus, Device, DeviceStatus, SupportView
+from tests.factories import DeviceFactory
+
+pytestmark = pytest.mark.django_db
+pytest_plugins = ["tests.sharing_fixtures"]
+
+
+def _live(device):
+    return reverse("devices:detail-live", args=[device.pk])
+
+
+def _checkin(device, **values):
+    Device.objects.filter(pk=device.pk).update(status=DeviceStatus.ONLINE, last_seen_at=timezone.now(), values=values)
+
+
+def test_the_device_page_names_its_live_endpoint_and_regions(owner_client, owned_device):
+    html = owner_client.get(reverse("devices:detail", args=[owned_device.pk])).content.decode()
+    assert f'data-live-url="{_live(owned_device)}"' in html
+    for name in ("status", "connection", "values", "charts", "commands"):
+        assert f'data-live="{name}"' in html
+    assert 'data-live="ownership"' not in html  # changed only by the owner's own actions (a reload)
+    assert "js/live.js" in html
+
+
+def test_the_live_endpoint_answers_the_live_panels_then_304_until_a_check_in(
+    owner_client, owned_device, django_assert_max_num_queries
+):
+    response = owner_client.get(_live(owned_device))
+    assert response.status_code == HTTPStatus.OK
+    fragments = response.json()["fragments"]
+    assert set(fragments) == {"status", "connection", "values", "charts", "commands"}
+    assert "no-cache" in response["Cache-Control"] and "private" in response["Cache-Control"]
+    tag = response["ETag"]
+
+    # Session, user, the device, its commands' latest change: no rendering.
+    with django_assert_max_num_queries(4):
+        again = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=tag)
+    assert again.status_code == HTTPStatus.NOT_MODIFIED and again.content == b""
+
+    _checkin(owned_device, temperature=23.75)
+    changed = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=tag)
+    assert changed.status_code == HTTPStatus.OK and changed["ETag"] != tag
+    body = changed.json()["fragments"]
+    assert "23.75" in body["values"] and "badge-online" in body["status"]
+
+
+def test_a_command_sent_and_acknowledged_changes_the_version(owner_client, owned_device):
+    tag = owner_client.get(_live(owned_device))["ETag"]
+    command = command_send(device=owned_device, name="reboot")
+    sent = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=tag)
+    assert sent.status_code == HTTPStatus.OK and "Pending" in sent.json()["fragments"]["commands"]
+    Command.objects.filter(pk=command.pk).update(status=CommandStatus.DELIVERED)
+    command.refresh_from_db()
+    command_ack(device=owned_device, command_id=command.pk, status=CommandStatus.SUCCEEDED, result={"ok": True})
+    done = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=sent["ETag"])
+    assert done.status_code == HTTPStatus.OK and "Succeeded" in done.json()["fragments"]["commands"]
+
+
+def test_the_etag_is_the_persons_own(owner_client, shared_device, viewer):
+    tag = owner_client.get(_live(shared_device))["ETag"]
+    client = Client()
+    client.force_login(viewer)
+    response = client.get(_live(shared_device), HTTP_IF_NONE_MATCH=tag)
+    assert response.status_code == HTTPStatus.OK  # a viewer's page differs from the owner's
+    assert "Last IP address" not in response.json()["fragments"]["connection"]
+
+
+def test_a_poll_by_support_records_no_view(support, grant):
+    client = Client()
+    client.force_login(support)
+    assert client.get(reverse("devices:detail", args=[grant.device.pk])).status_code == HTTPStatus.OK
+    views = SupportView.objects.count()
+    assert views == 1
+    for _ in range(3):
+        assert client.get(_live(grant.device)).status_code == HTTPStatus.OK
+    assert SupportView.objects.count() == views
+
+
+def test_a_stranger_polls_nothing(stranger, owned_device):
+    client = Client()
+    client.force_login(stranger)
+    assert client.get(_live(owned_device)).status_code == HTTPStatus.NOT_FOUND
+
+
+def test_the_list_refreshes_its_filters_and_rows(owner, owner_client):
+    device = DeviceFactory(owner=owner, last_seen_at=timezone.now() - timedelta(hours=1))
+    url = reverse("devices:list-live")
+    html = owner_client.get(reverse("devices:list")).content.decode()
+    assert f'data-live-url="{url}"' in html and 'data-live="devices"' in html and 'data-live="filters"' in html
+    first = owner_client.get(url)
+    assert set(first.json()["fragments"]) == {"filters", "devices"}
+    assert owner_client.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == HTTPStatus.NOT_MODIFIED
+
+    _checkin(device)
+    changed = owner_client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert changed.status_code == HTTPStatus.OK
+    rows = changed.json()["fragments"]["devices"]
+    assert "badge-online" in rows and "now" in rows
+    # The rename forms inside go back to the list page, not to the endpoint.
+    assert 'value="/devices/live' not in rows
+
+
+def test_the_list_endpoint_follows_the_pages_query(owner, owner_client):
+    DeviceFactory(owner=owner, status=DeviceStatus.OFFLINE)
+    url = reverse("devices:list-live")
+    everything = owner_client.get(url)
+    online = owner_client.get(url, {"status": "online"}, HTTP_IF_NONE_MATCH=everything["ETag"])
+    assert online.status_code == HTTPStatus.OK
+    assert "No devices with this status" in online.json()["fragments"]["devices"]
