@@ -33,6 +33,7 @@ BENCHMARKS = {
     "fanout": ("bench.bench_fanout", {"events": 2000}, {"events": 20}),
     "registration": ("bench.bench_registration", {"rows": 100_000}, {"rows": 200}),
     "claims": ("bench.bench_claims", {"owners": 200}, {"owners": 8}),
+    "live": ("bench.bench_live", {"seconds": 10}, {"seconds": 1}),
 }
 
 
