@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal import live
 from portal.errors import ApplicationError
 
-from . import access, panels, selectors
+from . import access, outbox, panels, selectors
 from .command_queue import command_send
 from .forms import CommandForm
 from .reading_charts import HEIGHT as CHART_HEIGHT
@@ -41,6 +41,7 @@ def device_detail(request, pk):
     return device_page(request, device)
 
 
+@live.not_modified_early(lambda pk: outbox.live_scope(pk))  # outside login_required: 304 before the session
 @login_required
 @require_GET
 def device_live(request, pk):

@@ -104,7 +104,11 @@
     if (etag) headers["If-None-Match"] = etag;
     fetch(url, { headers: headers, credentials: "same-origin", cache: "no-store", redirect: "manual" })
       .then(function (response) {
-        if (response.status === 304) return null;
+        if (response.status === 304) {
+          // Nothing changed; the ETag may be a new one (the same rows under a new token).
+          etag = response.headers.get("ETag") || etag;
+          return null;
+        }
         var type = response.headers.get("Content-Type") || "";
         if (!response.ok || type.indexOf("application/json") < 0) {
           // Logged out, or the device is no longer this person's: the page says so on a reload.

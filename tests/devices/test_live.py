@@ -9,9 +9,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from devices import outbox
 from devices.command_queue import command_ack, command_send
 from devices.models import Command, CommandStatus, Device, DeviceStatus, SupportView
+from portal import live
 from tests.factories import DeviceFactory
+
+from .protocol_support import checkin, provision_token
 
 pytestmark = pytest.mark.django_db
 pytest_plugins = ["tests.sharing_fixtures"]
@@ -35,35 +39,71 @@ def test_the_device_page_names_its_live_endpoint_and_regions(owner_client, owned
 
 
 def test_the_live_endpoint_answers_the_live_panels_then_304_until_a_check_in(
-    owner_client, owned_device, django_assert_max_num_queries
+    owner_client, owned_device, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
+    device_client = Client()
+    token = provision_token(device_client, owned_device)
     response = owner_client.get(_live(owned_device))
     assert response.status_code == HTTPStatus.OK
     fragments = response.json()["fragments"]
     assert set(fragments) == {"status", "connection", "values", "charts", "commands"}
-    assert "no-cache" in response["Cache-Control"] and "private" in response["Cache-Control"]
+    assert {"no-store", "no-cache", "private"} <= set(response["Cache-Control"].replace(" ", "").split(","))
     tag = response["ETag"]
 
-    # Session, user, the device, its commands' latest change: no rendering.
-    with django_assert_max_num_queries(4):
+    # Nothing marked the device changed: 304 before the session is read.
+    with django_assert_num_queries(0):
         again = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=tag)
-    assert again.status_code == HTTPStatus.NOT_MODIFIED and again.content == b""
+    assert again.status_code == HTTPStatus.NOT_MODIFIED and again.content == b"" and again["ETag"] == tag
 
-    _checkin(owned_device, temperature=23.75)
+    # A check-in through the device protocol marks it changed once it commits.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert checkin(device_client, token, {"temperature": 23.75}).status_code == HTTPStatus.OK
     changed = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=tag)
     assert changed.status_code == HTTPStatus.OK and changed["ETag"] != tag
     body = changed.json()["fragments"]
     assert "23.75" in body["values"] and "badge-online" in body["status"]
 
 
-def test_a_command_sent_and_acknowledged_changes_the_version(owner_client, owned_device):
+def test_a_change_marked_but_not_shown_is_a_304_from_the_database(
+    owner_client, owned_device, django_assert_max_num_queries
+):
     tag = owner_client.get(_live(owned_device))["ETag"]
-    command = command_send(device=owned_device, name="reboot")
+    live.changed([outbox.live_scope(owned_device.pk)])  # e.g. an event of a kind the page does not show
+    # Session, user, the device, its commands' latest change: no rendering; a new ETag for the new token.
+    with django_assert_max_num_queries(4):
+        same = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=tag)
+    assert same.status_code == HTTPStatus.NOT_MODIFIED and same["ETag"] != tag
+    assert owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=same["ETag"]).status_code == 304
+
+    # A change no event records still shows from the database once the token moves (or the minute ends).
+    _checkin(owned_device, temperature=30.5)
+    live.changed([outbox.live_scope(owned_device.pk)])
+    moved = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=same["ETag"])
+    assert moved.status_code == HTTPStatus.OK and "30.5" in moved.json()["fragments"]["values"]
+
+
+def test_an_etag_not_signed_here_or_for_another_session_gets_the_fragments(owner, owner_client, owned_device):
+    tag = owner_client.get(_live(owned_device))["ETag"]
+    forged = tag[:-5] + ("0000" if tag[-5:-1] != "0000" else "1111") + '"'
+    assert owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=forged).status_code == HTTPStatus.OK
+    other_session = Client()
+    other_session.force_login(owner)
+    assert other_session.get(_live(owned_device), HTTP_IF_NONE_MATCH=tag).status_code == HTTPStatus.OK
+    anonymous = Client().get(_live(owned_device), HTTP_IF_NONE_MATCH=tag)
+    assert anonymous.status_code == HTTPStatus.FOUND  # to log in
+
+
+def test_a_command_sent_and_acknowledged_changes_the_page(
+    owner_client, owned_device, django_capture_on_commit_callbacks
+):
+    tag = owner_client.get(_live(owned_device))["ETag"]
+    with django_capture_on_commit_callbacks(execute=True):
+        command = command_send(device=owned_device, name="reboot")
     sent = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=tag)
     assert sent.status_code == HTTPStatus.OK and "Pending" in sent.json()["fragments"]["commands"]
     Command.objects.filter(pk=command.pk).update(status=CommandStatus.DELIVERED)
-    command.refresh_from_db()
-    command_ack(device=owned_device, command_id=command.pk, status=CommandStatus.SUCCEEDED, result={"ok": True})
+    with django_capture_on_commit_callbacks(execute=True):
+        command_ack(device=owned_device, command_id=command.pk, status=CommandStatus.SUCCEEDED, result={"ok": True})
     done = owner_client.get(_live(owned_device), HTTP_IF_NONE_MATCH=sent["ETag"])
     assert done.status_code == HTTPStatus.OK and "Succeeded" in done.json()["fragments"]["commands"]
 
