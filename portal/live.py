@@ -64,13 +64,16 @@ def changed_on_commit(scopes):
 
 
 def _token(scope):
-    """The scope's token now, made if missing. Read before the page's rows, so a change that
-    commits in between moves the token after it and the next poll asks again."""
-    token = cache.get(_key(scope))
-    if token is None:
-        fresh = secrets.token_hex(6)
-        token = fresh if cache.add(_key(scope), fresh, timeout=TOKEN_SECONDS) else (cache.get(_key(scope)) or "")
-    return token
+    """The scope's token now ("" when the cache has none). Read before the page's rows, so a change
+    that commits in between moves the token after it and the next poll asks the database again."""
+    return cache.get(_key(scope)) or ""
+
+
+def _token_start(scope):
+    """Gives a scope without a token one, for the polls to come (this answer's ETag has none: the
+    rows it read may predate it). Only after the page's access check, so polls of pages nobody may
+    see write nothing."""
+    cache.add(_key(scope), secrets.token_hex(6), timeout=TOKEN_SECONDS)
 
 
 def _minute():
@@ -131,6 +134,8 @@ def answer(request, version, fragments):
     """The live endpoint's answer: 304 if the browser holds `version` already (from the database),
     else the fragments `fragments()` renders ({name: html}); either with the ETag of `version`."""
     scope, token = getattr(request, "live_scope", ""), getattr(request, "live_token", "")
+    if scope and not token:
+        _token_start(scope)
     minute = _minute()
     version_hash = hashlib.blake2b(repr((request.user.pk, version)).encode(), digest_size=12).hexdigest()
     tag = _tag(request, scope, token, minute, version_hash)
