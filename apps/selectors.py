@@ -163,14 +163,6 @@ def devices_linkable_for_owner(user, application):
     )
 
 
-def delivery_list_for_application(application, *, failed_only=False, limit=50):
-    queryset = Delivery.objects.filter(application=application).select_related("event__device")
-    if failed_only:
-        queryset = queryset.filter(status=DeliveryStatus.FAILED)
-    # Served by delivery_app_time (application, -created_at).
-    return list(queryset.order_by("-created_at")[:limit])
-
-
 # The delivery log: 25 a page, newest first, by cursor (an OFFSET would read every skipped row, and
 # a page would shift as new deliveries arrive).
 DELIVERY_PAGE_SIZE = 25

@@ -2,8 +2,9 @@
 
 A live page (the device page, the device list, an application's delivery log) names in its data
 attributes the endpoint to poll (`data-live-url`) and marks each region the endpoint refreshes with
-`data-live="<name>"`; `static/js/live.js` polls every few seconds while the tab is visible and
-swaps each region's content in place. The endpoint answers JSON `{"fragments": {name: html}}`.
+`data-live="<name>"`; `static/js/live.js` polls every 2.5 s (within the 5 s a change must show in)
+while the tab is visible and swaps each region's content in place. The endpoint answers JSON
+`{"fragments": {name: html}}`.
 
 Why polling with ETag / 304 and not server-sent events: production runs gunicorn with sync workers,
 where an event stream holds a worker for as long as a page is open (ten open pages, ten workers
@@ -38,8 +39,6 @@ from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-# How often live.js polls (ms): within the 5 s a change must show in, cheap when nothing changed.
-POLL_MS = 2500
 # How long a scope's token is kept without a change; a missing one is made again (the database answers).
 TOKEN_SECONDS = 3600
 _TAG = re.compile(r'"([0-9a-f]{0,16})\.(\d{12})\.([0-9a-f]{24})\.([0-9a-f]{24})"')
