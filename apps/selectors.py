@@ -5,7 +5,10 @@ their own, the OEM's managed ones, and those they added through a connect link. 
 every service that takes an application from a person starts from it.
 """
 
-from datetime import timedelta
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db.models import Count, DateTimeField, Exists, Max, OuterRef, Q, Value
 from django.http import Http404
@@ -160,12 +163,73 @@ def devices_linkable_for_owner(user, application):
     )
 
 
-def delivery_list_for_application(application, *, failed_only=False, limit=50):
+# The delivery log: 25 a page, newest first, by cursor (an OFFSET would read every skipped row, and
+# a page would shift as new deliveries arrive).
+DELIVERY_PAGE_SIZE = 25
+
+
+@dataclass
+class DeliveryPage:
+    rows: list
+    older: str | None  # the cursor of the next page (older deliveries), or None: this is the last
+    newer: str | None  # the cursor of the previous page (newer deliveries), or None: this is the first
+
+
+def _cursor(delivery) -> str:
+    text = f"{delivery.created_at.isoformat()}|{delivery.pk}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _position(cursor):
+    """(created_at, pk) of a cursor, or None for a malformed one (the first page is shown)."""
+    if not cursor or not storable(cursor):
+        return None
+    try:
+        created, pk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+        return datetime.fromisoformat(created), int(pk)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _deliveries(application, failed_only):
     queryset = Delivery.objects.filter(application=application).select_related("event__device")
     if failed_only:
         queryset = queryset.filter(status=DeliveryStatus.FAILED)
-    # Served by delivery_app_time (application, -created_at).
-    return list(queryset.order_by("-created_at")[:limit])
+    return queryset
+
+
+def delivery_page_for_application(application, *, failed_only=False, before=None, after=None,
+                                  size=DELIVERY_PAGE_SIZE) -> DeliveryPage:
+    """One page of the application's deliveries, newest first: the first page, the one older than
+    cursor `before` or the one newer than cursor `after`. One query (a row more than the page, to
+    know whether another follows), served by delivery_app_time (application, -created_at); ties on
+    created_at are broken by the primary key, so no row is shown twice or skipped."""
+    queryset = _deliveries(application, failed_only)
+    older_than, newer_than = _position(before), _position(after)
+    if newer_than is not None:
+        created, pk = newer_than
+        newer = queryset.filter(Q(created_at__gt=created) | Q(created_at=created, pk__gt=pk))
+        rows = list(newer.order_by("created_at", "pk")[: size + 1])
+        if len(rows) > size:  # a page between this one and the newest
+            rows = rows[:size][::-1]
+            return DeliveryPage(rows, _cursor(rows[-1]), _cursor(rows[0]))
+        older_than = None  # back at the newest: the first page, full
+    if older_than is not None:
+        created, pk = older_than
+        queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk))
+    rows = list(queryset.order_by("-created_at", "-pk")[: size + 1])
+    more_older = len(rows) > size
+    rows = rows[:size]
+    older = _cursor(rows[-1]) if rows and more_older else None
+    newer = _cursor(rows[0]) if rows and older_than is not None else None
+    return DeliveryPage(rows, older, newer)
+
+
+def delivery_log_version(application, page: DeliveryPage):
+    """The version of the delivery log as shown (portal/live.py): each row's state on the page and
+    the application's pause and callback; what the page's one query already read."""
+    rows = [(d.pk, d.status, d.attempts, d.last_attempt_at, d.next_attempt_at) for d in page.rows]
+    return (application.paused_at, application.callback_off_at, application.callback_url, rows, page.older, page.newer)
 
 
 def delivery_get_for_application(application, delivery_id) -> Delivery:

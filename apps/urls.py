@@ -19,6 +19,7 @@ urlpatterns = [
     path("<str:app_id>/remove/", views.connection_remove, name="remove"),
     path("<str:app_id>/devices/link/", views.application_device_link, name="device-link"),
     path("<str:app_id>/devices/unlink/", views.application_device_unlink, name="device-unlink"),
+    path("<str:app_id>/deliveries/live", views.application_deliveries_live, name="deliveries-live"),
     path("<str:app_id>/deliveries/replay/", views.deliveries_replay, name="replay"),
     path("<str:app_id>/deliveries/test/", views.delivery_send_test, name="test"),
     path("<str:app_id>/deliveries/<int:delivery_id>/retry/", views.delivery_retry, name="retry"),

@@ -7,12 +7,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from devices import access
+from portal import live
 from portal.errors import ApplicationError, ValidationError
 from portal.secrets import decrypt, encrypt
 
@@ -98,6 +100,29 @@ def application_create(request):
 # --- details -----------------------------------------------------------------------------------
 
 
+def _delivery_page(request, application):
+    return selectors.delivery_page_for_application(
+        application,
+        failed_only=request.GET.get("status") == DeliveryStatus.FAILED,
+        before=request.GET.get("before"),
+        after=request.GET.get("after"),
+    )
+
+
+def _log_context(request, application, page=None):
+    """The delivery log's keys (health, the page of deliveries and its cursor links)."""
+    failed_only = request.GET.get("status") == DeliveryStatus.FAILED
+    page = page or _delivery_page(request, application)
+    status = "status=failed&" if failed_only else ""
+    return {
+        "failed_only": failed_only,
+        "deliveries": page.rows,
+        "older_url": f"?{status}before={page.older}#deliveries" if page.older else None,
+        "newer_url": f"?{status}after={page.newer}#deliveries" if page.newer else None,
+        "health": selectors.delivery_health_for_application(application),
+    }
+
+
 def _detail_context(request, application, **extra):
     user = request.user
     context = {
@@ -107,12 +132,9 @@ def _detail_context(request, application, **extra):
         "linkable": list(selectors.devices_linkable_for_owner(user, application)[:200]),
     }
     if context["can_manage"]:
-        failed_only = request.GET.get("status") == DeliveryStatus.FAILED
+        context.update(_log_context(request, application))
         context.update(
             {
-                "failed_only": failed_only,
-                "deliveries": selectors.delivery_list_for_application(application, failed_only=failed_only),
-                "health": selectors.delivery_health_for_application(application),
                 "signing_secret": applications.application_signing_secret(application),
                 "signing_overlap_until": applications.signing_overlap_until(application),
                 "other_devices": selectors.app_link_count_for_others(user, application),
@@ -141,6 +163,25 @@ def application_detail(request, app_id):
     response = render(request, "apps/detail.html", _detail_context(request, application))
     # The page shows the signing secret.
     return _no_store(response) if selectors.application_can_manage(request.user, application) else response
+
+
+# The delivery log's regions refreshed in place (data-live in apps/detail.html).
+LOG_FRAGMENTS = {"health": "apps/_delivery_health.html", "deliveries": "apps/_deliveries.html"}
+
+
+@login_required
+@require_GET
+def application_deliveries_live(request, app_id):
+    """The delivery log's health and page for `static/js/live.js`, for the page's query string: 304
+    while the page's rows are as the browser holds them (portal/live.py). The owner's alone."""
+    application = selectors.application_get_owned(request.user, app_id)
+    page = _delivery_page(request, application)
+
+    def fragments():
+        context = {"application": application, **_log_context(request, application, page)}
+        return {name: render_to_string(template, context, request) for name, template in LOG_FRAGMENTS.items()}
+
+    return live.answer(request, selectors.delivery_log_version(application, page), fragments)
 
 
 @login_required

@@ -34,9 +34,18 @@ local body = os.getenv("BENCH_BODY")
 local file = os.getenv("BENCH_AUTH_FILE")
 local auth_header = os.getenv("BENCH_AUTH_HEADER") or "Authorization"
 if file then for line in io.lines(file) do lines[#lines + 1] = line end end
+local extra = {}
+local extra_file = os.getenv("BENCH_HEADERS_FILE")
+if extra_file then
+  for line in io.lines(extra_file) do
+    local name, value = line:match("^([^:]+):%s*(.*)$")
+    if name then extra[name] = value end
+  end
+end
 
 request = function()
   local headers = {["Content-Type"] = "application/json"}
+  for name, value in pairs(extra) do headers[name] = value end
   if #lines > 0 then
     i = i + 1
     headers[auth_header] = lines[(i % #lines) + 1]
@@ -261,11 +270,12 @@ class CeleryBeat(_CeleryProcess):
 
 def wrk(
     server, path, *, method="GET", body=None, auth_lines=None, auth_header="Authorization",
-    seconds=10, connections=16, threads=2,
+    seconds=10, connections=16, threads=2, headers=None,
 ):
     """Runs wrk against server; returns req/s, p50/p99 latency and server CPU ms per request.
 
-    auth_lines: values of `auth_header`, one per request in turn (tokens, or session cookies)."""
+    auth_lines: values of `auth_header`, one per request in turn (tokens, or session cookies);
+    headers: more headers sent with every request ({name: value}: an If-None-Match)."""
     ensure_wrk()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp, "bench.lua")
@@ -277,6 +287,10 @@ def wrk(
             auth = Path(tmp, "auth.txt")
             auth.write_text("\n".join(auth_lines) + "\n")
             env["BENCH_AUTH_FILE"] = str(auth)
+        if headers:
+            extra = Path(tmp, "headers.txt")
+            extra.write_text("".join(f"{name}: {value}\n" for name, value in headers.items()))
+            env["BENCH_HEADERS_FILE"] = str(extra)
         pids = server.pids()
         cpu_before = _cpu_seconds(pids)
         out = subprocess.run(

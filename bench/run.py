@@ -39,6 +39,7 @@ BENCHMARKS = {
         {"messages": 20000, "devices": 2000, "seconds": 10, "commands": 50},
         {"messages": 200, "devices": 20, "seconds": 1, "commands": 3},
     ),
+    "live": ("bench.bench_live", {"seconds": 10}, {"seconds": 1}),
 }
 
 

@@ -20,14 +20,26 @@ class DevicesConfig(AppConfig):
             order=100,
             capability=access.MANAGE,
         )
-        panels.register("connection", "devices/device_panels/connection.html", order=100)
-        panels.register("values", "devices/device_panels/values.html", context=device_page.values_context, order=200)
+        # Live (refreshed in place, devices/panels.py): what a check-in or a command's progress changes.
+        panels.register("connection", "devices/device_panels/connection.html", order=100, live=True)
         panels.register(
-            "charts", "devices/device_panels/charts.html", context=device_page.charts_context, order=300, wide=True
+            "values", "devices/device_panels/values.html", context=device_page.values_context, order=200, live=True
+        )
+        panels.register(
+            "charts",
+            "devices/device_panels/charts.html",
+            context=device_page.charts_context,
+            order=300,
+            wide=True,
+            live=True,
         )
         # Commands sent are seen by everyone who sees the device; the form is for who may operate it.
         panels.register(
-            "commands", "devices/device_panels/commands.html", context=device_page.commands_context, order=500
+            "commands",
+            "devices/device_panels/commands.html",
+            context=device_page.commands_context,
+            order=500,
+            live=True,
         )
         # Sharing (docs/sharing.md): the owner's panels, the one for people it is shared with, and the
         # notice support staff see (it records their view for the owner).

@@ -12,12 +12,14 @@ from http import HTTPStatus
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from portal import live
 from portal.errors import ApplicationError
 
-from . import access, panels, selectors
+from . import access, outbox, panels, selectors
 from .command_queue import command_send
 from .forms import CommandForm
 from .reading_charts import HEIGHT as CHART_HEIGHT
@@ -37,6 +39,26 @@ def device_page(request, device, *, status=HTTPStatus.OK, **overrides):
 def device_detail(request, pk):
     device = access.device_for(request.user, pk, access.SEE)
     return device_page(request, device)
+
+
+@live.not_modified_early(lambda pk: outbox.live_scope(pk))  # outside login_required: 304 before the session
+@login_required
+@require_GET
+def device_live(request, pk):
+    """The device page's live panels and its status badge, keyed by name, for `static/js/live.js`:
+    304 while the device's live version is the one the browser holds (portal/live.py). Only live
+    panels are rendered, so a support view is recorded by the full page alone, not by each poll."""
+    device = access.device_for(request.user, pk, access.SEE)
+
+    def fragments():
+        context = panels.live_context(request, device)
+        rendered = {
+            panel.name: render_to_string(panel.template, context, request) for panel in context["panels"]["live"]
+        }
+        rendered["status"] = render_to_string("devices/_status_badge.html", {"device": device})
+        return rendered
+
+    return live.answer(request, selectors.device_live_version(device), fragments)
 
 
 @login_required

@@ -31,8 +31,36 @@ class DeviceNotificationForm(NotificationChoiceForm):
     )
 
 
-class DeviceFindForm(forms.Form):
-    serial = forms.CharField(max_length=64, label="Serial number", strip=True)
+class DeviceChoiceField(forms.ModelChoiceField):
+    def to_python(self, value):
+        # Not a UUID is the same answer as somebody else's device: nothing to enumerate.
+        try:
+            return super().to_python(value)
+        except forms.ValidationError as exc:
+            if exc.code == "required":
+                raise
+            raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice") from exc
+
+    def label_from_instance(self, device):
+        # A nickname alone may be ambiguous; a serial alone is the name (shown once).
+        return f"{device.name} ({device.serial})" if device.name else device.serial
+
+
+class DevicePickForm(forms.Form):
+    """One of the person's devices (their own and those shared with them: `access`), from a list."""
+
+    device = DeviceChoiceField(
+        queryset=None,
+        label="Device",
+        empty_label="Choose a device…",
+        error_messages={"invalid_choice": "Choose one of your devices.", "required": "Choose one of your devices."},
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["device"].queryset = access.devices_visible_to(user, access.SEE, include_support=False).order_by(
+            "name", "serial"
+        )
 
 
 @login_required
@@ -41,19 +69,12 @@ def notification_settings(request):
     """Emails for all the owner's devices, and the devices that have a choice of their own."""
     default = notifications.notification_preference_get(user=request.user)
     form = NotificationChoiceForm(initial={"offline": default.offline, "online": default.online})
-    find_form = DeviceFindForm()
+    find_form = DevicePickForm(user=request.user)
     status = HTTPStatus.OK
     if request.method == "POST" and request.POST.get("action") == "find":
-        find_form = DeviceFindForm(request.POST)
+        find_form = DevicePickForm(request.POST, user=request.user)
         if find_form.is_valid():
-            device = (
-                access.devices_visible_to(request.user, access.SEE, include_support=False)
-                .filter(serial__iexact=find_form.cleaned_data["serial"])
-                .first()
-            )
-            if device is not None:
-                return redirect("devices:notifications-device", pk=device.pk)
-            find_form.add_error("serial", "You have no device with this serial number.")
+            return redirect("devices:notifications-device", pk=find_form.cleaned_data["device"].pk)
         status = HTTPStatus.BAD_REQUEST
     elif request.method == "POST":
         form = NotificationChoiceForm(request.POST)

@@ -15,6 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from portal import live
+
 from .models import Device, DeviceEvent
 
 logger = logging.getLogger(__name__)
@@ -84,7 +86,19 @@ def events_record(events, *, names=None):
         event.device_name = event.device.name if DeviceEvent.device.is_cached(event) else names.get(event.device_id, "")
     DeviceEvent.objects.bulk_create(events)
     transaction.on_commit(relay_schedule, robust=True)
+    live_changed_on_commit({event.device_id for event in events})
     return events
+
+
+def live_scope(device_id):
+    """The device page's scope in portal.live: every event of the device marks it changed."""
+    return f"device:{device_id}"
+
+
+def live_changed_on_commit(device_ids):
+    """Tells the open pages of these devices that something changed, once the change commits: a
+    check-in, a status, a command's progress, a claim or a release each record an event."""
+    live.changed_on_commit(live_scope(device_id) for device_id in device_ids)
 
 
 def event_record(*, device, type, data=None):

@@ -22,6 +22,10 @@ AppConfig.ready, and the page includes their templates. Registering a panel is o
 - `wide`: a section as wide as the page; the others pair up, two to a row, in order.
 - `capability`: the panel is shown only to who may do that with the device (`devices.access.may`):
   `SEE` by default; a panel whose forms need more says so.
+- `live`: the panel's content changes without the viewer doing anything (status, values, charts,
+  command statuses): the page refreshes it in place (`devices/live` answers it, `static/js/live.js`
+  swaps it; `portal/live.py`). Its context function is then also called on every refresh that found
+  a change, so it must not record anything (the support notice records a view: it is not live).
 - `roles`: shown only to people in one of these roles (`devices.access.ROLES`: a panel for the people
   a device is shared with, a notice for support); None (the default): to every role the capability
   allows. Templates also get the viewer's `access_role`, to leave out what is only the owner's.
@@ -64,12 +68,15 @@ class Panel:
     wide: bool
     capability: str
     roles: tuple | None
+    live: bool = False
 
 
 _panels: dict[str, Panel] = {}
 
 
-def register(name, template, *, context=None, order, slot=SECTIONS, wide=False, capability=access.SEE, roles=None):
+def register(
+    name, template, *, context=None, order, slot=SECTIONS, wide=False, capability=access.SEE, roles=None, live=False
+):
     """Adds the panel `name` to the device page (see the module's docstring)."""
     if slot not in SLOTS:
         raise ImproperlyConfigured(f"Panel {name!r}: unknown slot {slot!r}; one of {SLOTS}.")
@@ -77,7 +84,9 @@ def register(name, template, *, context=None, order, slot=SECTIONS, wide=False, 
         raise ImproperlyConfigured(f"Panel {name!r}: unknown capability {capability!r}.")
     if roles is not None and not set(roles) <= set(access.ROLES):
         raise ImproperlyConfigured(f"Panel {name!r}: unknown roles {roles!r}; of {access.ROLES}.")
-    _panels[name] = Panel(name, template, context, order, slot, wide, capability, tuple(roles) if roles else None)
+    _panels[name] = Panel(
+        name, template, context, order, slot, wide, capability, tuple(roles) if roles else None, live
+    )
 
 
 def registered():
@@ -104,14 +113,16 @@ def _rows(sections):
     return rows
 
 
-def page_context(request, device, **overrides):
-    """The device page's context: the panels `request.user` may see, in their slots, and their keys."""
-    role = access.role_of(request.user, device)
-    shown = [
+def _shown(request, device, role):
+    return [
         panel
         for panel in registered()
         if (panel.roles is None or role in panel.roles) and access.may(request.user, device, panel.capability)
     ]
+
+
+def _panel_keys(request, device, shown, role, overrides):
+    """The page's keys and those of every panel in `shown` (a clash is an error)."""
     # the page's own keys: a panel setting them is a clash
     context = {"device": device, "panels": None, "access_role": role}
     owners = {}
@@ -126,9 +137,27 @@ def page_context(request, device, **overrides):
             owners[key] = panel.name
             context[key] = value
     context.update(overrides)
+    return context
+
+
+def page_context(request, device, **overrides):
+    """The device page's context: the panels `request.user` may see, in their slots, and their keys."""
+    role = access.role_of(request.user, device)
+    shown = _shown(request, device, role)
+    context = _panel_keys(request, device, shown, role, overrides)
     context["panels"] = {
         ACTIONS: [panel for panel in shown if panel.slot == ACTIONS],
         NOTICES: [panel for panel in shown if panel.slot == NOTICES],
         "rows": _rows([panel for panel in shown if panel.slot == SECTIONS]),
     }
+    return context
+
+
+def live_context(request, device):
+    """What a refresh of the device page renders: the live panels `request.user` may see (only
+    their context functions run: nothing that records a view) and the page's keys."""
+    role = access.role_of(request.user, device)
+    shown = [panel for panel in _shown(request, device, role) if panel.live]
+    context = _panel_keys(request, device, shown, role, {})
+    context["panels"] = {"live": shown}
     return context

@@ -3,7 +3,7 @@
 Who may see which device is decided in `devices.access`; every function here starts from it.
 """
 
-from django.db.models import Count, F
+from django.db.models import Count, F, Max
 from django.utils import timezone
 
 from . import access
@@ -89,6 +89,29 @@ def command_list_for_device(device: Device, *, limit=COMMAND_LIMIT) -> list[Comm
         Command.objects.filter(device=device), "created_at", access.history_start_for_user(device)
     )
     return list(commands.order_by("-created_at")[:limit])
+
+
+# --- live pages (portal/live.py): what a page shows changed iff its version did; one query each ---
+
+
+def device_live_version(device: Device):
+    """The version of what the device page's live panels show: the device row's fields they read
+    (`device` is fresh from access.device_for: no query) and its commands' latest change (a new
+    command, a status, a result: each sets updated_at). A check-in moves last_seen_at, so values and
+    charts are covered by it."""
+    commands = Command.objects.filter(device=device).aggregate(changed=Max("updated_at"), count=Count("pk"))
+    return (
+        device.status, device.last_seen_at, device.name, device.owned_since, device.claimable, device.token_issued_at,
+        device.token_used_at, device.certificate_serial, device.access_role, commands["changed"], commands["count"],
+    )  # fmt: skip
+
+
+def device_list_live_version(user):
+    """The version of the person's device list: per status, how many and the latest check-in (a
+    check-in, a device going offline, a device shared or released each move one). One GROUP BY."""
+    visible = access.devices_visible_to(user, access.SEE, include_support=False)
+    rows = visible.order_by().values_list("status").annotate(n=Count("*"), seen=Max("last_seen_at"))
+    return sorted(rows, key=lambda row: row[0])
 
 
 # --- sharing (for the owner's panels of the device page; each takes a device from access.device_for) ---

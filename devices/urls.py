@@ -8,7 +8,9 @@ app_name = "devices"
 # and serve their panels' actions under the same /devices/<uuid>/ prefix from their own URL confs.
 urlpatterns = [
     path("", views.device_list, name="list"),
+    path("live", views.device_list_live, name="list-live"),
     path("<uuid:pk>/", device_page.device_detail, name="detail"),
+    path("<uuid:pk>/live", device_page.device_live, name="detail-live"),
     path("<uuid:pk>/commands/", device_page.device_command_send, name="command"),
     path("<uuid:pk>/rename/", views.device_rename, name="rename"),
     path("<uuid:pk>/credentials/revoke/", views.device_credentials_revoke, name="credentials-revoke"),

@@ -7,10 +7,12 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
+from portal import live
 from portal.errors import ApplicationError
 
 from . import access, selectors, services
@@ -37,11 +39,9 @@ def _page_number(value):
         return 1
 
 
-@login_required
-@require_GET
-def device_list(request):
-    """The owner's devices and those shared with them: filter by status, sort, page; a fixed number
-    of queries at any size, however many devices are shared."""
+def _list_context(request):
+    """The device list's context for the query string of `request`: filter by status, sort, page;
+    a fixed number of queries at any size, however many devices are shared."""
     status = request.GET.get("status", "")
     if status not in DeviceStatus.values:
         status = ""
@@ -82,7 +82,33 @@ def device_list(request):
         ],
         "here": request.get_full_path(),
     }
-    return render(request, "devices/list.html", context)
+    return context
+
+
+@login_required
+@require_GET
+def device_list(request):
+    """The owner's devices and those shared with them."""
+    return render(request, "devices/list.html", _list_context(request))
+
+
+# The list's regions refreshed in place (data-live in devices/list.html), each its own template.
+LIST_FRAGMENTS = {"filters": "devices/_list_filters.html", "devices": "devices/_list_devices.html"}
+
+
+@login_required
+@require_GET
+def device_list_live(request):
+    """The list's filters and rows for `static/js/live.js`, for the same query string as the page:
+    304 while the person's list has the version the browser holds (portal/live.py)."""
+
+    def fragments():
+        context = _list_context(request)
+        # The rename forms come back to the page, not to this endpoint.
+        context["here"] = reverse("devices:list") + (f"?{request.GET.urlencode()}" if request.GET else "")
+        return {name: render_to_string(template, context, request) for name, template in LIST_FRAGMENTS.items()}
+
+    return live.answer(request, selectors.device_list_live_version(request.user), fragments)
 
 
 @login_required

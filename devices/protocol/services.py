@@ -148,9 +148,10 @@ def _checkin_postgresql(*, values, ip, now, digest=None, serial=None):
     )
     if checked_in is None:
         raise Unauthenticated()
-    # The statement recorded the events: the relay is scheduled as events_record would. In
-    # autocommit this runs at once; inside a test's transaction, at its commit.
+    # The statement recorded the events: the relay is scheduled, and the device's live page told,
+    # as events_record would. In autocommit this runs at once; inside a test's transaction, at its commit.
     transaction.on_commit(outbox.relay_schedule, robust=True)
+    outbox.live_changed_on_commit([checked_in[0]])
     return checked_in
 
 

@@ -8,13 +8,13 @@
       select.addEventListener("change", function () { form.submit(); });
     });
   });
-  var boxes = document.querySelectorAll("details.rename");
-  boxes.forEach(function (box) {
-    box.addEventListener("toggle", function () {
-      if (!box.open) return;
-      boxes.forEach(function (other) { if (other !== box) other.open = false; });
-      var input = box.querySelector("input[name=name]");
-      if (input) { input.focus(); input.select(); }
-    });
-  });
+  // On the document (toggle does not bubble: capture), so rows the live refresh swaps in work too.
+  document.addEventListener("toggle", function (event) {
+    var box = event.target;
+    if (!box.matches || !box.matches("details.rename") || !box.open) return;
+    if (box.hasAttribute("data-live-restored")) { box.removeAttribute("data-live-restored"); return; }
+    document.querySelectorAll("details.rename[open]").forEach(function (other) { if (other !== box) other.open = false; });
+    var input = box.querySelector("input[name=name]");
+    if (input) { input.focus(); input.select(); }
+  }, true);
 })();

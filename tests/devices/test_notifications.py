@@ -316,22 +316,34 @@ def test_saving_the_choice_for_all_devices(owner_client, owner):
     assert (preference.offline, preference.online) == (True, False)
 
 
-def test_finding_a_device_by_serial_opens_its_page(owner_client, owner):
+def test_the_devices_to_choose_from_are_the_persons_own_list(owner_client, owner, other_owner):
+    named = DeviceFactory(owner=owner, serial="ABC-123", name="Greenhouse")
+    unnamed = DeviceFactory(owner=owner, serial="ABC-124")
+    theirs = DeviceFactory(owner=other_owner, serial="THEIRS-1")
+
+    html = owner_client.get(SETTINGS_URL).content.decode()
+
+    assert f'<option value="{named.pk}">Greenhouse (ABC-123)</option>' in html
+    assert f'<option value="{unnamed.pk}">ABC-124</option>' in html  # the serial once
+    assert theirs.serial not in html
+
+
+def test_choosing_a_device_opens_its_page(owner_client, owner):
     device = DeviceFactory(owner=owner, serial="ABC-123")
 
-    response = owner_client.post(SETTINGS_URL, {"action": "find", "serial": "abc-123"})
+    response = owner_client.post(SETTINGS_URL, {"action": "find", "device": str(device.pk)})
 
     assert response.status_code == HTTPStatus.FOUND
     assert response["Location"] == reverse("devices:notifications-device", args=[device.pk])
 
 
-def test_finding_someone_else_s_device_fails_like_an_unknown_one(owner_client, other_owner):
-    DeviceFactory(owner=other_owner, serial="THEIRS-1")
+def test_choosing_someone_else_s_device_fails_like_an_unknown_one(owner_client, other_owner):
+    theirs = DeviceFactory(owner=other_owner, serial="THEIRS-1")
 
-    response = owner_client.post(SETTINGS_URL, {"action": "find", "serial": "THEIRS-1"})
-
-    assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert "You have no device with this serial number." in response.content.decode()
+    for value in (str(theirs.pk), "not-a-device", ""):
+        response = owner_client.post(SETTINGS_URL, {"action": "find", "device": value})
+        assert response.status_code == HTTPStatus.BAD_REQUEST
+        assert "Choose one of your devices." in response.content.decode()
 
 
 def test_a_device_gets_a_choice_of_its_own(owner_client, owner):

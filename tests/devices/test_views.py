@@ -140,3 +140,17 @@ def test_rename_too_long_is_a_form_error(owner_client, owner):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(reverse("devices:rename", args=[device.pk]), {"name": "x" * 81})
     assert response.status_code == HTTPStatus.BAD_REQUEST
+
+
+def test_a_device_without_a_nickname_shows_its_serial_once(owner_client, owner):
+    unnamed = DeviceFactory(owner=owner, serial="SN-ONCE-0001")
+    DeviceFactory(owner=owner, serial="SN-NAMED-0002", name="Porch")
+    page = owner_client.get(reverse("devices:detail", args=[unnamed.pk])).content.decode()
+    head = page[page.index('<div class="page-head">') : page.index('<div class="actions">')]
+    assert head.count("SN-ONCE-0001") == 1
+    rows = owner_client.get(reverse("devices:list")).content.decode().split("<tr>")
+    unnamed_row = next(row for row in rows if "SN-ONCE-0001" in row)
+    named_row = next(row for row in rows if "SN-NAMED-0002" in row)
+    # Its name is the serial (the link); the rename box's placeholder and label say which device.
+    assert unnamed_row.count(">SN-ONCE-0001<") == 1
+    assert named_row.count(">SN-NAMED-0002<") == 1 and ">Porch<" in named_row

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.models import AppLink, Delivery, DeliveryStatus
+from apps.selectors import delivery_page_for_application
 from claiming.models import OwnershipEvent, OwnershipEventKind
 from devices.models import Command, CommandStatus, Device, DeviceEvent, Reading
 from tests.factories import ApplicationFactory, DeviceFactory, ProductFactory, UserFactory
@@ -53,6 +54,11 @@ def busy_owner(transactional_db):
             application=application, event=event if status == DeliveryStatus.PENDING else None,
             event_type="device.data", status=status, attempts=3, last_status_code=503, last_error="e" * 250,
         )
+    # More than a page of deliveries: the log's second page is a page of its own.
+    Delivery.objects.bulk_create(
+        [Delivery(application=application, event_type="device.data", status=DeliveryStatus.SUCCEEDED,
+                  attempts=1, last_status_code=200, last_latency_ms=85) for _ in range(30)]
+    )
     return owner, device, application
 
 
@@ -68,7 +74,11 @@ def _owner_page_urls(device, application):
             kwargs["app_id"] = application.app_id
         if "<int:delivery_id>" in route or "<uuid:command_id>" in route:
             continue  # actions only
+        if name.endswith("-live"):
+            continue  # a live page's fragments (JSON), not a page
         urls.append(reverse(name, kwargs=kwargs))
+    older = delivery_page_for_application(application).older
+    urls.append(reverse("apps:detail", args=[application.app_id]) + f"?before={older}")
     return urls + [reverse(name) for name in ACCOUNT_PAGES]
 
 

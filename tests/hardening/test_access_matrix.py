@@ -31,14 +31,17 @@ DEVICE_PAGES = {
     "claiming:device-pin", "devices:command", "apps-device:link", "devices:rename",
     "devices:notifications-device", "devices:credentials-revoke",
     "devices:share-invite", "devices:share-leave", "devices:support-grant", "devices:support-grant-end",
+    "devices:detail-live",  # the device page's live fragments (portal/live.py)
 }
 APP_PAGES = {
     "apps:detail", "apps:settings", "apps:secret", "apps:shown-once", "apps:signing-secret", "apps:pause",
-    "apps:delete",
+    "apps:delete", "apps:deliveries-live",
     "apps:connect-link", "apps:remove", "apps:device-link", "apps:device-unlink", "apps:replay", "apps:test",
     "apps:retry",
 }
-OWNER_PAGES = {"devices:list", "claiming:claim", "apps:list", "apps:create", "devices:notifications"}
+OWNER_PAGES = {
+    "devices:list", "devices:list-live", "claiming:claim", "apps:list", "apps:create", "devices:notifications",
+}
 # A one-time token in the URL, login required.
 TOKEN_PAGES = {"claiming:transfer-accept", "apps:connect", "sharing:invitation"}
 API_DEVICE = {"apps-api:device-detail", "apps-api:reading-list", "apps-api:command-list", "apps-api:command-detail"}

@@ -45,6 +45,7 @@ SEE, OPERATE, MANAGE, PEOPLE, LEAVE, SUPPORT, SUPPORT_OPERATE = (
 )  # fmt: skip
 CAPABILITY = {
     "devices:detail": SEE,
+    "devices:detail-live": SEE,
     "devices:command": OPERATE,
     "claiming:device-reset": MANAGE,
     "claiming:device-transfer": MANAGE,
