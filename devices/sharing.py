@@ -38,7 +38,7 @@ from portal import ratelimit
 from portal.errors import ApplicationError, Conflict, NotFound, Throttled, ValidationError
 from portal.secrets import keyed_digest, random_token
 
-from . import access
+from . import access, outbox
 from .models import (
     AccessEvent,
     AccessEventKind,
@@ -90,7 +90,10 @@ def _audit(device, kind, *, actor, ip, subject_email="", role="", detail="") -> 
 
 
 def _record(*events) -> None:
+    """Writes the audit entries of a change of access; the devices' open pages hear of it after
+    commit (a revoked person's poll is then answered by the access check, not a 304)."""
     AccessEvent.objects.bulk_create(events)
+    outbox.live_changed_on_commit({event.device_id for event in events})
 
 
 def _require_manage(actor, device) -> None:

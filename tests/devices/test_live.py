@@ -163,3 +163,19 @@ def test_the_list_endpoint_follows_the_pages_query(owner, owner_client):
     online = owner_client.get(url, {"status": "online"}, HTTP_IF_NONE_MATCH=everything["ETag"])
     assert online.status_code == HTTPStatus.OK
     assert "No devices with this status" in online.json()["fragments"]["devices"]
+
+
+def test_a_revoked_viewers_poll_is_refused_at_once_not_answered_304(
+    owner, shared_device, viewer, django_capture_on_commit_callbacks
+):
+    from devices import sharing
+    from devices.models import Share
+
+    client = Client()
+    client.force_login(viewer)
+    tag = client.get(_live(shared_device))["ETag"]
+    tag = client.get(_live(shared_device), HTTP_IF_NONE_MATCH=tag)["ETag"]  # now under the device's token
+    assert client.get(_live(shared_device), HTTP_IF_NONE_MATCH=tag).status_code == HTTPStatus.NOT_MODIFIED
+    with django_capture_on_commit_callbacks(execute=True):
+        sharing.share_revoke(share=Share.objects.get(device=shared_device, user=viewer), actor=owner, ip=None)
+    assert client.get(_live(shared_device), HTTP_IF_NONE_MATCH=tag).status_code == HTTPStatus.NOT_FOUND
