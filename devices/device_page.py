@@ -20,6 +20,7 @@ from portal.errors import ApplicationError
 from . import access, panels, selectors
 from .command_queue import command_send
 from .forms import CommandForm
+from .product_fields import fields_for_product, values_shown
 from .reading_charts import HEIGHT as CHART_HEIGHT
 from .reading_charts import WIDTH as CHART_WIDTH
 from .reading_charts import series_from_readings
@@ -64,7 +65,9 @@ def device_command_send(request, pk):
 
 
 def values_context(request, device, **overrides):
-    return {"values": sorted((device.values or {}).items())}
+    # Declared fields first, in the product's order; keys nobody declared raw, below them.
+    fields, other_values = values_shown(fields_for_product(device.product), device.values)
+    return {"fields": fields, "values": other_values}
 
 
 def charts_context(request, device, **overrides):

@@ -42,8 +42,12 @@ def product_fields_validate(fields) -> None:
 
 
 def fields_for_product(product) -> list[ProductField]:
-    """The product's fields in their order (one query; the primary ones are flagged, not moved)."""
-    return list(ProductField.objects.filter(product=product).order_by("order", "key"))
+    """The product's fields in their order (the primary ones are flagged, not moved). One query,
+    kept on the product instance: the device page's values, charts and CSV panels read them alike."""
+    cached = getattr(product, "_declared_fields", None)
+    if cached is None:
+        cached = product._declared_fields = list(ProductField.objects.filter(product=product).order_by("order", "key"))
+    return cached
 
 
 def _number(value) -> float | None:
