@@ -13,17 +13,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.errors import ApplicationError
 
-from . import access, panels, selectors
+from . import access, panels, reading_charts, selectors
 from .command_queue import command_send
 from .forms import CommandForm
-from .product_fields import fields_for_product, values_shown
-from .reading_charts import HEIGHT as CHART_HEIGHT
-from .reading_charts import WIDTH as CHART_WIDTH
-from .reading_charts import series_from_readings
+from .product_fields import chart_fields, fields_for_product, value_text, values_shown
 
 
 def device_page(request, device, *, status=HTTPStatus.OK, **overrides):
@@ -71,13 +69,28 @@ def values_context(request, device, **overrides):
 
 
 def charts_context(request, device, **overrides):
-    readings = selectors.reading_list_for_device(device)
+    # The range comes from the link the owner followed (?range=7d): the switch works without JS.
+    window = reading_charts.chart_window(request.GET.get("range"), timezone.now())
+    fields = chart_fields(fields_for_product(device.product), device.values, limit=reading_charts.MAX_CHARTS)
+    rows = selectors.reading_buckets_for_device(
+        device, keys=[field.key for field in fields], since=window.since, until=window.until,
+        start=window.start, width=window.width,
+    )  # fmt: skip
+    charts = reading_charts.charts_from_buckets(
+        fields,
+        rows,
+        window=window,
+        # A line breaks where the device was silent longer than its product calls offline.
+        gap=max(device.product.offline_after, 2 * window.width),
+        tz=timezone.get_current_timezone(),
+        text=value_text,
+    )
     return {
-        "series": series_from_readings(readings),
-        "chart_width": CHART_WIDTH,
-        "chart_height": CHART_HEIGHT,
-        "chart_from": readings[0].recorded_at if readings else None,
-        "chart_to": readings[-1].recorded_at if readings else None,
+        "charts": charts,
+        "chart_window": window,
+        "chart_ranges": [(key, words) for key, (_, words) in reading_charts.RANGES.items()],
+        "chart_width": reading_charts.CHART_WIDTH,
+        "chart_height": reading_charts.CHART_HEIGHT,
     }
 
 

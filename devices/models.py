@@ -2,6 +2,7 @@ import uuid
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
@@ -65,7 +66,12 @@ class ProductField(models.Model):
     `devices.product_fields`, which the admin's inline calls."""
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="fields", db_index=False)
-    key = models.CharField(max_length=64, help_text="The name the device sends the value under.")
+    key = models.CharField(
+        max_length=64,
+        help_text="The name the device sends the value under.",
+        # A chart reads the key through a JSON path on SQLite ($."key"): no quote or backslash in it.
+        validators=[RegexValidator(r'^[^"\\]+$', 'A key has no " or \\ in it.')],
+    )
     label = models.CharField(max_length=80)
     unit = models.CharField(max_length=16, blank=True, help_text="Shown after the value: °C, %, V, s.")
     kind = models.CharField(max_length=10, choices=ProductFieldKind.choices, default=ProductFieldKind.NUMBER)

@@ -10,6 +10,7 @@ import math
 from portal.errors import ValidationError
 
 from .models import ProductField, ProductFieldKind
+from .reading_charts import number_label
 
 PRIMARY_LIMIT = 2
 
@@ -68,7 +69,10 @@ def value_text(field: ProductField, value) -> str:
     if value is None:
         return "—"
     if field.kind == ProductFieldKind.NUMBER and (number := _number(value)) is not None:
-        text = f"{number:,.{field.decimals}f}".replace(",", "\u202f")  # thin space between thousands
+        if field.decimals is None:  # a key nobody declared (chart_fields): the decimals it needs
+            text = number_label(number)
+        else:
+            text = f"{number:,.{field.decimals}f}".replace(",", "\u202f")  # thin space between thousands
         return f"{text}\u00a0{field.unit}" if field.unit else text
     if field.kind == ProductFieldKind.BOOLEAN and isinstance(value, bool):
         return "on" if value else "off"
@@ -106,3 +110,16 @@ def values_shown(fields, values: dict) -> tuple[list[dict], list[tuple[str, obje
     ]
     keys = {field.key for field in fields}
     return declared, sorted((key, value) for key, value in values.items() if key not in keys)
+
+
+def chart_fields(fields, values, *, limit) -> list[ProductField]:
+    """What the device page charts: the declared number fields, then the keys no field declares
+    whose latest value is a number (a product with no fields still gets its charts), at most `limit`."""
+    declared = [field for field in fields if field.kind == ProductFieldKind.NUMBER]
+    keys = {field.key for field in fields}
+    undeclared = [
+        ProductField(key=key, label=key, decimals=None)
+        for key, value in sorted((values or {}).items())
+        if key not in keys and _number(value) is not None
+    ]
+    return (declared + undeclared)[:limit]

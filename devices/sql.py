@@ -310,3 +310,64 @@ def table_rows_estimate(db, table) -> int | None:
         cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+# Chart buckets -------------------------------------------------------------------------------------
+
+# A value at or beyond this magnitude has no float (an integer of hundreds of digits, which JSON
+# allows): it is left out of charts, here and in their Python twin (devices.reading_charts).
+NUMBER_LIMIT = 1e308
+
+
+def _number_sql(vendor) -> str:
+    """The SQL expression of one key's value as a float, NULL when it is not a number a chart can
+    draw; `{path}` stands for the key's parameter(s), filled in by `reading_buckets_run`."""
+    if vendor == "postgresql":
+        # jsonb_typeof first: a cast of text ("n/a") fails the statement. Through numeric, which has
+        # every JSON number, so a 400-digit integer is tested against the limit instead of failing
+        # float8's cast; a magnitude too small for a float is 0 (Python's json reads it so too).
+        n = '(r."values" -> %s)::numeric'
+        return (
+            f'CASE WHEN jsonb_typeof(r."values" -> %s) = %s THEN CASE WHEN abs({n}) >= {NUMBER_LIMIT!r} THEN NULL '
+            f"WHEN abs({n}) < 1e-300 THEN 0 ELSE {n}::float8 END END"
+        )
+    # SQLite: a number too large for an integer is a real (infinity past the limit); text is left out.
+    v = 'json_extract(r."values", %s)'
+    return f"CASE WHEN json_type(r.\"values\", %s) IN ('integer', 'real') AND abs({v}) < {NUMBER_LIMIT!r} THEN {v} END"
+
+
+def _number_params(vendor, key) -> list:
+    if vendor == "postgresql":
+        return [key, "number", key, key, key]
+    path = '$."' + key + '"'  # keys cannot hold a double quote (ProductField.key's validator)
+    return [path, path, path]
+
+
+def reading_buckets_run(readings, *, keys, start: int, width: int) -> list[tuple]:
+    """Per time bucket of `width` seconds from `start` (Unix seconds), each key's count, min, max
+    and average: rows (bucket, count₀, min₀, max₀, avg₀, count₁, …), in bucket order; a key's count
+    is 0 in a bucket where it has no number.
+
+    `readings` is the Reading queryset to read (one device, the range, bounded by
+    `access.history_since`): its own statement becomes the subquery, so who may see what stays
+    decided there. One statement for every key: each row is read once, whatever the charts.
+    The bucket of a time t is floor((t - start) / width) on both databases: PostgreSQL from
+    extract(epoch), SQLite from strftime('%s') (whole seconds; with whole `start` and `width`
+    the same bucket)."""
+    vendor = connection.vendor
+    inner, inner_params = readings.values("recorded_at", "values").query.sql_with_params()
+    if vendor == "postgresql":
+        bucket = "floor((extract(epoch FROM r.recorded_at) - %s) / %s)::int"
+    else:
+        bucket = "(CAST(strftime('%%s', r.recorded_at) AS INTEGER) - %s) / %s"
+    number = _number_sql(vendor)
+    columns = ", ".join(f"{number} AS n{i}" for i in range(len(keys)))
+    aggregates = ", ".join(f"count(n{i}), min(n{i}), max(n{i}), avg(n{i})" for i in range(len(keys)))
+    sql = (
+        f"SELECT b, {aggregates} FROM (SELECT {bucket} AS b, {columns} FROM ({inner}) AS r) AS x "  # noqa: S608
+        "GROUP BY b ORDER BY b"
+    )
+    params = [start, width, *(p for key in keys for p in _number_params(vendor, key)), *inner_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
