@@ -315,59 +315,56 @@ def table_rows_estimate(db, table) -> int | None:
 # Chart buckets -------------------------------------------------------------------------------------
 
 # A value at or beyond this magnitude has no float (an integer of hundreds of digits, which JSON
-# allows): it is left out of charts, here and in their Python twin (devices.reading_charts).
+# allows): it is left out of charts (tests/devices/test_device_charts.py buckets the same in Python).
 NUMBER_LIMIT = 1e308
-
-
-def _number_sql(vendor) -> str:
-    """The SQL expression of one key's value as a float, NULL when it is not a number a chart can
-    draw; `{path}` stands for the key's parameter(s), filled in by `reading_buckets_run`."""
-    if vendor == "postgresql":
-        # jsonb_typeof first: a cast of text ("n/a") fails the statement. Through numeric, which has
-        # every JSON number, so a 400-digit integer is tested against the limit instead of failing
-        # float8's cast; a magnitude too small for a float is 0 (Python's json reads it so too).
-        n = '(r."values" -> %s)::numeric'
-        return (
-            f'CASE WHEN jsonb_typeof(r."values" -> %s) = %s THEN CASE WHEN abs({n}) >= {NUMBER_LIMIT!r} THEN NULL '
-            f"WHEN abs({n}) < 1e-300 THEN 0 ELSE {n}::float8 END END"
-        )
-    # SQLite: a number too large for an integer is a real (infinity past the limit); text is left out.
-    v = 'json_extract(r."values", %s)'
-    return f"CASE WHEN json_type(r.\"values\", %s) IN ('integer', 'real') AND abs({v}) < {NUMBER_LIMIT!r} THEN {v} END"
-
-
-def _number_params(vendor, key) -> list:
-    if vendor == "postgresql":
-        return [key, "number", key, key, key]
-    path = '$."' + key + '"'  # keys cannot hold a double quote (ProductField.key's validator)
-    return [path, path, path]
 
 
 def reading_buckets_run(readings, *, keys, start: int, width: int) -> list[tuple]:
     """Per time bucket of `width` seconds from `start` (Unix seconds), each key's count, min, max
-    and average: rows (bucket, count₀, min₀, max₀, avg₀, count₁, …), in bucket order; a key's count
-    is 0 in a bucket where it has no number.
+    and average: rows (bucket, count₀, min₀, max₀, avg₀, count₁, …), in bucket order (numbers as
+    Decimal on PostgreSQL, float on SQLite); a key's count is 0 in a bucket where it has no number.
 
     `readings` is the Reading queryset to read (one device, the range, bounded by
     `access.history_since`): its own statement becomes the subquery, so who may see what stays
     decided there. One statement for every key: each row is read once, whatever the charts.
     The bucket of a time t is floor((t - start) / width) on both databases: PostgreSQL from
-    extract(epoch), SQLite from strftime('%s') (whole seconds; with whole `start` and `width`
-    the same bucket)."""
+    date_part('epoch') (a float8; extract() would be numeric, slower), SQLite from strftime('%s')
+    (whole seconds: with whole `start` and `width`, the same bucket)."""
     vendor = connection.vendor
     inner, inner_params = readings.values("recorded_at", "values").query.sql_with_params()
+    n = len(keys)
+    aggregates = ", ".join(f"count(n{i}), min(n{i}), max(n{i}), avg(n{i})" for i in range(n))
     if vendor == "postgresql":
-        bucket = "floor((extract(epoch FROM r.recorded_at) - %s) / %s)::int"
+        # Each key's number: its JSON value looked up once (j), jsonb_typeof first (a cast of text,
+        # "n/a", would fail the statement), then as numeric, which holds every JSON number, so that
+        # an integer of hundreds of digits is compared with the limit instead of failing a cast.
+        # OFFSET 0 keeps each level from being folded into the next: the planner would otherwise
+        # sort whole rows and work each number out again for every aggregate.
+        values = ", ".join(f'r."values" -> %s AS j{i}' for i in range(n))
+        numbers = ", ".join(f"CASE WHEN jsonb_typeof(j{i}) = %s THEN j{i}::numeric END AS m{i}" for i in range(n))
+        # The aggregates are numeric's too: a float8 cast per row goes through text (slower).
+        floats = ", ".join(f"CASE WHEN abs(m{i}) < {NUMBER_LIMIT!r} THEN m{i} END AS n{i}" for i in range(n))
+        sql = (
+            f"SELECT b, {aggregates} FROM (SELECT b, {floats} FROM (SELECT b, {numbers} FROM ("  # noqa: S608
+            f"SELECT floor((date_part('epoch', r.recorded_at) - %s) / %s)::int AS b, {values} "
+            f"FROM ({inner}) AS r OFFSET 0) AS y OFFSET 0) AS z OFFSET 0) AS x GROUP BY b ORDER BY b"
+        )
+        # in the order of the placeholders in the text: the type compared with, the bucket, the lookups
+        params = [*(["number"] * n), start, width, *keys, *inner_params]
     else:
-        bucket = "(CAST(strftime('%%s', r.recorded_at) AS INTEGER) - %s) / %s"
-    number = _number_sql(vendor)
-    columns = ", ".join(f"{number} AS n{i}" for i in range(len(keys)))
-    aggregates = ", ".join(f"count(n{i}), min(n{i}), max(n{i}), avg(n{i})" for i in range(len(keys)))
-    sql = (
-        f"SELECT b, {aggregates} FROM (SELECT {bucket} AS b, {columns} FROM ({inner}) AS r) AS x "  # noqa: S608
-        "GROUP BY b ORDER BY b"
-    )
-    params = [start, width, *(p for key in keys for p in _number_params(vendor, key)), *inner_params]
+        # SQLite: a number too large for an integer is a real, infinity past the limit; text is left out.
+        v = 'json_extract(r."values", %s)'
+        numbers = ", ".join(
+            f"CASE WHEN json_type(r.\"values\", %s) IN ('integer', 'real') AND abs({v}) < {NUMBER_LIMIT!r} "
+            f"THEN {v} END AS n{i}"
+            for i in range(n)
+        )
+        sql = (
+            f"SELECT b, {aggregates} FROM (SELECT (CAST(strftime('%%s', r.recorded_at) AS INTEGER) - %s) / %s AS b, "  # noqa: S608
+            f"{numbers} FROM ({inner}) AS r) AS x GROUP BY b ORDER BY b"
+        )
+        # keys cannot hold a double quote (ProductField.key's validator): the path quotes them
+        params = [start, width, *(p for key in keys for p in ['$."' + key + '"'] * 3), *inner_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()

@@ -43,7 +43,7 @@
     svg.classList.add("is-reading");
     svg.setAttribute("data-index", String(index));
     var readout = svg.parentNode.querySelector(".chart-readout");
-    if (readout) readout.textContent = point.getAttribute("data-label");
+    if (readout) readout.textContent = point.textContent;  // its <title>, the tooltip without JS
   }
 
   function nearest(svg, event) {

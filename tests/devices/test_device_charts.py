@@ -107,7 +107,7 @@ def test_a_chart_has_axes_labels_its_unit_and_a_text_alternative(owner_client, o
     assert {"18", "20", "22"} <= set(labels)  # round values on the value axis
     circles = svg.findall(f".//{SVG}circle")
     assert len(circles) == 50
-    assert circles[-1].get("data-label").endswith("18.0\xa0°C")  # the newest reading, on hover or tap
+    assert circles[-1].find(f"{SVG}title").text.endswith("18.0\xa0°C")  # the newest reading, on hover or tap
     # hard-coded colours would not read in a dark theme: the chart's colours are the stylesheet's
     assert not any(el.get("fill") or el.get("stroke") for el in svg.iter())
 
