@@ -11,14 +11,16 @@ from http import HTTPStatus
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.errors import ApplicationError
+from portal.http import client_ip
 
-from . import access, panels, reading_charts, selectors
+from . import access, panels, reading_charts, reading_export, selectors, sharing
 from .command_queue import command_send
 from .forms import CommandForm
 from .product_fields import chart_fields, fields_for_product, value_text, values_shown
@@ -59,6 +61,25 @@ def device_command_send(request, pk):
     return device_page(request, device, status=HTTPStatus.BAD_REQUEST, command_form=form)
 
 
+@login_required
+@require_GET
+def device_readings_csv(request, pk):
+    """The readings of the range the charts show (`?range=`), as a CSV download, streamed."""
+    device = access.device_for(request.user, pk, access.SEE)
+    if access.role_of(request.user, device) == access.SUPPORT:
+        # Support staff's every look under a grant is recorded for the owner, this one too.
+        sharing.support_view_record(devices=[device], staff=request.user, what="Readings CSV", ip=client_ip(request))
+    window = reading_charts.chart_window(request.GET.get("range"), timezone.now())
+    columns = reading_export.readings_csv_columns(fields_for_product(device.product), device.values)
+    readings = selectors.readings_in_range(device, since=window.since, until=window.until)
+    response = StreamingHttpResponse(
+        reading_export.readings_csv_lines(readings, columns), content_type="text/csv; charset=utf-8"
+    )
+    filename = reading_export.readings_csv_filename(device, window.key)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 # --- the panels of devices (registered in DevicesConfig.ready) ----------------------------------
 
 
@@ -88,6 +109,7 @@ def charts_context(request, device, **overrides):
     return {
         "charts": charts,
         "chart_window": window,
+        "readings_csv_url": reverse("devices:readings-csv", args=[device.pk]) + f"?range={window.key}",
         "chart_ranges": [(key, words) for key, (_, words) in reading_charts.RANGES.items()],
         "chart_width": reading_charts.CHART_WIDTH,
         "chart_height": reading_charts.CHART_HEIGHT,

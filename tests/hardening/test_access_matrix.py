@@ -31,6 +31,7 @@ DEVICE_PAGES = {
     "claiming:device-pin", "devices:command", "apps-device:link", "devices:rename",
     "devices:notifications-device", "devices:credentials-revoke",
     "devices:share-invite", "devices:share-leave", "devices:support-grant", "devices:support-grant-end",
+    "devices:readings-csv",
 }
 APP_PAGES = {
     "apps:detail", "apps:settings", "apps:secret", "apps:shown-once", "apps:signing-secret", "apps:pause",

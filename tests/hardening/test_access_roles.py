@@ -46,6 +46,7 @@ SEE, OPERATE, MANAGE, PEOPLE, LEAVE, SUPPORT, SUPPORT_OPERATE = (
 CAPABILITY = {
     "devices:detail": SEE,
     "devices:command": OPERATE,
+    "devices:readings-csv": SEE,
     "claiming:device-reset": MANAGE,
     "claiming:device-transfer": MANAGE,
     "claiming:transfer-cancel": MANAGE,
