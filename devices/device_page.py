@@ -22,7 +22,7 @@ from portal.http import client_ip
 
 from . import access, panels, reading_charts, reading_export, selectors, sharing
 from .command_queue import command_send
-from .forms import CommandForm
+from .forms import CommandForm, command_forms
 from .product_fields import chart_fields, fields_for_product, value_text, values_shown
 
 
@@ -44,7 +44,7 @@ def device_detail(request, pk):
 @require_POST
 def device_command_send(request, pk):
     device = access.device_for(request.user, pk, access.OPERATE)
-    form = CommandForm(request.POST, device=device)
+    form = CommandForm(request.POST, device=device, command=request.POST.get("name", ""))
     if form.is_valid():
         try:
             command = command_send(
@@ -117,8 +117,9 @@ def charts_context(request, device, **overrides):
 
 
 def commands_context(request, device, **overrides):
-    form = overrides.get("command_form")  # the POST above re-renders with its bound form
-    if form is None and access.may(request.user, device, access.OPERATE):
-        form = CommandForm(device=device)
-    return {"commands": selectors.command_list_for_device(device), "command_form": form}
+    # One form per command the product declares; the POST above re-renders with its bound form.
+    forms = []
+    if access.may(request.user, device, access.OPERATE):
+        forms = command_forms(device, bound=overrides.get("command_form"))
+    return {"commands": selectors.command_list_for_device(device), "command_forms": forms}
 

@@ -4,6 +4,7 @@ whose value shows under the pointer or finger, the command form built from the p
 declarations; no page wider than the viewport. Screenshots: docs/screenshots/device-console-*.png."""
 
 import math
+import os
 import re
 from datetime import timedelta
 
@@ -12,6 +13,8 @@ from django.utils import timezone
 
 from devices.models import Command, CommandStatus, Device, Reading
 from tests.factories import DeviceFactory, ProductFactory, ProductFieldFactory, UserFactory
+
+from .conftest import SCREENSHOTS
 
 CONSOLE_VIEWPORTS = {
     "desktop": {"viewport": {"width": 1280, "height": 900}},
@@ -82,7 +85,7 @@ def _no_wider_than_the_viewport(page):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
-def test_device_console(live_server, console_page, screenshot, thermostat, viewport):
+def test_device_console(live_server, console_page, screenshot, thermostat, viewport, tmp_path):
     owner, device = thermostat
     page = console_page
     _log_in(page, live_server.url, owner.email, "correct horse battery staple")
@@ -114,3 +117,18 @@ def test_device_console(live_server, console_page, screenshot, thermostat, viewp
     page.get_by_role("link", name="24h").click()
     page.wait_for_url(re.compile(r"range=24h"))
     screenshot(page, "device-console")
+
+    # A command from its own form: typed fields, then Pending in the list.
+    page.locator("#command-set_mode summary").click()
+    page.get_by_label("Mode").select_option("comfort")
+    page.get_by_label("Boost").check()
+    page.locator("#command-set_mode").get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"#commands$"))
+    assert page.get_by_text("Command “set_mode” queued").is_visible()
+    assert Command.objects.get(name="set_mode").params == {"mode": "comfort", "boost": True}
+    page.locator("#command-identify summary").click()
+    page.locator("#command-set_mode summary").click()
+    page.locator("#commands").scroll_into_view_if_needed()
+    _no_wider_than_the_viewport(page)
+    folder = SCREENSHOTS if os.getenv("SAVE_SCREENSHOTS") == "1" else tmp_path  # as the screenshot fixture
+    page.locator("#commands").screenshot(path=str(folder / f"device-commands-{viewport}.png"))
