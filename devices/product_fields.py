@@ -5,12 +5,10 @@ A device may send keys no field declares: they are stored as sent and shown raw,
 declared ones. Fields change how values are shown, never what is stored or what webhooks carry.
 """
 
-import math
-
 from portal.errors import ValidationError
 
 from .models import ProductField, ProductFieldKind
-from .reading_charts import number_label
+from .reading_charts import number_label, plottable_number
 
 PRIMARY_LIMIT = 2
 
@@ -51,24 +49,13 @@ def fields_for_product(product) -> list[ProductField]:
     return cached
 
 
-def _number(value) -> float | None:
-    # bool is an int in Python, but True is not 1 °C; an int of hundreds of digits has no float.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def value_text(field: ProductField, value) -> str:
     """`value` as the device page shows it under `field`: a number with its decimals and unit, a
     boolean as on/off, a state by its name; anything that does not fit its kind is shown raw
     (a device may send what its product did not expect)."""
     if value is None:
         return "—"
-    if field.kind == ProductFieldKind.NUMBER and (number := _number(value)) is not None:
+    if field.kind == ProductFieldKind.NUMBER and (number := plottable_number(value)) is not None:
         if field.decimals is None:  # a key nobody declared (chart_fields): the decimals it needs
             text = number_label(number)
         else:
@@ -120,6 +107,6 @@ def chart_fields(fields, values, *, limit) -> list[ProductField]:
     undeclared = [
         ProductField(key=key, label=key, decimals=None)
         for key, value in sorted((values or {}).items())
-        if key not in keys and _number(value) is not None
+        if key not in keys and plottable_number(value) is not None
     ]
     return (declared + undeclared)[:limit]

@@ -40,7 +40,7 @@ class Series:
         }
 
 
-def _number(value) -> float | None:
+def plottable_number(value) -> float | None:
     """The value as a float to plot, or None. A device may send any JSON number, and an integer of
     hundreds of digits has no float: it is left out of the chart (the page still shows it as text)."""
     # bool is an int in Python, but a switch is not a quantity worth a line.
@@ -67,7 +67,7 @@ def series_from_readings(readings) -> list[Series]:
     keys = []
     for reading in reversed(readings):  # the newest readings decide which keys matter now
         for key, value in (reading.values or {}).items():
-            if key not in keys and _number(value) is not None:
+            if key not in keys and plottable_number(value) is not None:
                 keys.append(key)
     keys = sorted(keys)[:MAX_SERIES]
     start = readings[0].recorded_at.timestamp()
@@ -77,7 +77,7 @@ def series_from_readings(readings) -> list[Series]:
         samples = [
             (reading.recorded_at.timestamp(), number)
             for reading in readings
-            if (number := _number((reading.values or {}).get(key))) is not None
+            if (number := plottable_number((reading.values or {}).get(key))) is not None
         ]
         if len(samples) < 2:
             continue
