@@ -1,7 +1,9 @@
-"""The device page `/devices/<uuid>/` (`devices:detail`), its devices panels, and the command form's POST.
+"""The device page `/devices/<uuid>/` (`devices:detail`), its devices panels, the command forms' POST
+and the charts' readings as CSV.
 
 The page is the panels every app registers (`devices.panels`): devices registers its own below
-(connection, latest values, recent history, commands; the rename button), apps and claiming theirs
+(connection, latest values under the product's fields, history charts of a range, commands; the
+rename button), apps and claiming theirs
 in their AppConfig.ready. A panel's POST handler re-renders the page on an error through
 `device_page(request, device, status=400, <its form>=form)`.
 Every view starts from `devices.access.device_for` with the capability it needs (404 for anyone else).
