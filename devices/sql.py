@@ -19,6 +19,7 @@ import logging
 import threading
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from functools import cache
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
@@ -321,8 +322,8 @@ NUMBER_LIMIT = 1e308
 
 def reading_buckets_run(readings, *, keys, start: int, width: int) -> list[tuple]:
     """Per time bucket of `width` seconds from `start` (Unix seconds), each key's count, min, max
-    and average: rows (bucket, count₀, min₀, max₀, avg₀, count₁, …), in bucket order (numbers as
-    Decimal on PostgreSQL, float on SQLite); a key's count is 0 in a bucket where it has no number.
+    and average: rows (bucket, count₀, min₀, max₀, avg₀, count₁, …), in bucket order, the figures
+    floats; a key's count is 0 in a bucket where it has no number.
 
     `readings` is the Reading queryset to read (one device, the range, bounded by
     `access.history_since`): its own statement becomes the subquery, so who may see what stays
@@ -367,4 +368,5 @@ def reading_buckets_run(readings, *, keys, start: int, width: int) -> list[tuple
         params = [start, width, *(p for key in keys for p in ['$."' + key + '"'] * 3), *inner_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        # numeric aggregates arrive as Decimal: floats on both databases, for the charts' arithmetic
+        return [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()]
