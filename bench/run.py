@@ -30,6 +30,7 @@ BENCHMARKS = {
     "device": ("bench.bench_device", {"seconds": 10, "devices": 2000}, {"seconds": 1, "devices": 20}),
     "pages": ("bench.bench_pages", {"seconds": 10, "devices": 10000}, {"seconds": 1, "devices": 60}),
     "device_list": ("bench.bench_device_list", {"seconds": 10, "devices": 10000}, {"seconds": 1, "devices": 60}),
+    "charts": ("bench.bench_charts", {"seconds": 10, "minutes": 43_200}, {"seconds": 1, "minutes": 120}),
     "sweep": ("bench.bench_sweep", {"sizes": (10_000, 100_000, 1_000_000)}, {"sizes": (2_000,)}),
     "fanout": ("bench.bench_fanout", {"events": 2000}, {"events": 20}),
     "registration": ("bench.bench_registration", {"rows": 100_000}, {"rows": 200}),

@@ -30,7 +30,8 @@ from . import admin_views, codes
 from .access import may_see_owners
 from .command_definitions import product_commands_validate
 from .labels import claim_code_text
-from .models import ClaimCode, Device, Product
+from .models import ClaimCode, Device, Product, ProductField
+from .product_fields import product_fields_validate
 from .services import stale_checks_reschedule
 from .sql import table_rows_estimate
 
@@ -128,9 +129,38 @@ class ProductForm(forms.ModelForm):
             raise forms.ValidationError(exc.message) from None
 
 
+class ProductFieldFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        kept = [
+            form.instance
+            for form in self.forms
+            if form.has_changed() or form.instance.pk
+            if not (self.can_delete and self._should_delete_form(form))
+        ]
+        try:
+            product_fields_validate(kept)
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+class ProductFieldInline(admin.TabularInline):
+    """What the product's values mean (devices.product_fields). Its own model permissions decide
+    (devices.view/add/change/delete_productfield): who edits a product's settings need not be who
+    changes how every owner's device page reads its values."""
+
+    model = ProductField
+    formset = ProductFieldFormSet
+    extra = 0
+    fields = ["order", "key", "label", "unit", "kind", "decimals", "expected_min", "expected_max", "states", "primary"]
+
+
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductForm
+    inlines = [ProductFieldInline]
     list_display = ["name", "slug", "offline_after", "checkin_interval", "device_count"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}

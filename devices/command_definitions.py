@@ -2,7 +2,7 @@
 
 A product's `commands` lists what its devices accept. An entry is a built-in command's name
 (`reboot`, `identify`, `set_interval`: declared in BUILT_IN below) or the product's own
-declaration, an object with `name`, optional `help` and `params` (each with `name`, `type` of
+declaration, an object with `name`, optional `label`, `help` and `params` (each with `name`, `type` of
 int/float/bool/string/choice, and optional `required`, `min`, `max`, `choices`, `default`, `help`):
 `product_commands_validate` checks it where an admin types it. A bare name that no built-in
 declares keeps the generic rule: any flat object.
@@ -69,11 +69,21 @@ class CommandDefinition:
     name: str
     params: tuple[Param, ...] = field(default_factory=tuple)
     help: str = ""
+    label: str = ""  # what the owner's form calls it; the name, made readable, when none is declared
+
+    @property
+    def title(self) -> str:
+        return self.label or command_title(self.name)
 
     def describe(self) -> str:
         if not self.params:
             return f"{self.name}: no parameters"
         return f"{self.name}: " + "; ".join(f"{p.name} ({p.describe()})" for p in self.params)
+
+
+def command_title(name: str) -> str:
+    """A command's name as a person reads it: set_interval → Set interval."""
+    return name.replace("_", " ").replace("-", " ").strip().capitalize() or name
 
 
 def _finite_number(value) -> bool:
@@ -94,16 +104,18 @@ def _number(value) -> str:
 BUILT_IN = {
     definition.name: definition
     for definition in (
-        CommandDefinition("reboot", help="Restart the device; it keeps its credentials."),
+        CommandDefinition("reboot", help="Restart the device; it keeps its credentials.", label="Reboot"),
         CommandDefinition(
             "identify",
             (Param("seconds", INT, min=1, max=600, default=10, help="How long the LED blinks."),),
             help="Blink the device's LED.",
+            label="Identify (blink the LED)",
         ),
         CommandDefinition(
             "set_interval",
             (Param("seconds", INT, required=True, min=1, max=86_400, help="Seconds between check-ins."),),
             help="Change how often the device checks in.",
+            label="Set the check-in interval",
         ),
     )
 }
@@ -127,7 +139,7 @@ _NAME_LIMIT = 64
 
 def _definition_from_json(entry: dict) -> CommandDefinition:
     params = tuple(_definition_param(param) for param in entry.get("params") or ())
-    return CommandDefinition(entry["name"], params, entry.get("help", ""))
+    return CommandDefinition(entry["name"], params, entry.get("help", ""), entry.get("label", ""))
 
 
 def _param_problem(param) -> str | None:
@@ -168,8 +180,10 @@ def product_commands_validate(commands) -> list:
             name = entry.strip()
         elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
             name = entry["name"].strip()
-            if unknown := set(entry) - {"name", "help", "params"}:
+            if unknown := set(entry) - {"name", "label", "help", "params"}:
                 refuse(f"command {name!r} has unknown keys: {', '.join(sorted(unknown))}")
+            if not all(isinstance(entry.get(key, ""), str) for key in ("label", "help")):
+                refuse(f"the label and help of {name!r} are texts")
             params = entry.get("params") or []
             if not isinstance(params, list):
                 refuse(f"the params of {name!r} are a list")

@@ -16,6 +16,14 @@ ADMIN_EMAIL = "admin@example.com"
 OWNED_SERIAL = "DEMO-0001"
 PIN_SERIAL = "DEMO-0004"
 DEMO_PIN = "2468"
+# What the demo product's values mean (the simulated devices send these keys, firmware/agent.py).
+DEMO_FIELDS = [
+    {"key": "temperature", "label": "Temperature", "unit": "°C", "decimals": 1, "primary": True,
+     "expected_min": 5, "expected_max": 35, "order": 10},
+    {"key": "humidity", "label": "Humidity", "unit": "%", "decimals": 0, "primary": True,
+     "expected_min": 0, "expected_max": 100, "order": 20},
+    {"key": "uptime", "label": "Uptime", "unit": "s", "decimals": 0, "order": 30},
+]  # fmt: skip
 # Which code to suggest first: a single device's, then the batch.
 SUGGESTED_ORDER = [("DEMO-0005",), ("DEMO-0002", "DEMO-0003"), ("DEMO-0004",)]
 

@@ -2,6 +2,7 @@ import uuid
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
@@ -48,6 +49,50 @@ class Product(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class ProductFieldKind(models.TextChoices):
+    NUMBER = "number", "Number"
+    BOOLEAN = "boolean", "On / off"
+    TEXT = "text", "Text"
+    STATES = "states", "Named states"
+
+
+class ProductField(models.Model):
+    """What one key of a product's values means: its label, unit and kind, how it is shown.
+
+    Keys a device sends that no field declares are still stored and shown raw. The rules on a
+    product's set of fields (at most two primary, a states map for kind states) are in
+    `devices.product_fields`, which the admin's inline calls."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="fields", db_index=False)
+    key = models.CharField(
+        max_length=64,
+        help_text="The name the device sends the value under.",
+        # A chart reads the key through a JSON path on SQLite ($."key"): no quote or backslash in it.
+        validators=[RegexValidator(r'^[^"\\]+$', 'A key has no " or \\ in it.')],
+    )
+    label = models.CharField(max_length=80)
+    unit = models.CharField(max_length=16, blank=True, help_text="Shown after the value: °C, %, V, s.")
+    kind = models.CharField(max_length=10, choices=ProductFieldKind.choices, default=ProductFieldKind.NUMBER)
+    decimals = models.PositiveSmallIntegerField(default=1, help_text="Decimals shown of a number.")
+    expected_min = models.FloatField(null=True, blank=True, help_text="The low end of a chart's axis.")
+    expected_max = models.FloatField(null=True, blank=True, help_text="The high end of a chart's axis.")
+    states = models.JSONField(
+        default=dict, blank=True, help_text='For named states: value → name, e.g. {"0": "Idle", "1": "Heating"}.'
+    )
+    primary = models.BooleanField(default=False, help_text="One or two primary fields stand first.")
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["product", "order", "key"]
+        constraints = [
+            # One meaning per key; its index also serves reading a product's fields (product_id = %s).
+            models.UniqueConstraint(fields=["product", "key"], name="product_field_key_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.label} ({self.key})"
 
 
 class ClaimCode(models.Model):

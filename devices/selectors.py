@@ -6,7 +6,7 @@ Who may see which device is decided in `devices.access`; every function here sta
 from django.db.models import Count, F, Max
 from django.utils import timezone
 
-from . import access
+from . import access, sql
 from .models import (
     AccessEvent,
     AccessEventKind,
@@ -80,6 +80,24 @@ def reading_list_for_device(device: Device, *, limit=200) -> list[Reading]:
     readings = list(readings.order_by("-recorded_at")[:limit])
     readings.reverse()
     return readings
+
+
+def readings_in_range(device: Device, *, since, until=None):
+    """The device's readings from `since` (and before `until`), bounded where the history its
+    viewer may see starts (the current ownership): the charts' and the CSV's one read."""
+    readings = Reading.objects.filter(device=device, recorded_at__gte=since)
+    if until is not None:
+        readings = readings.filter(recorded_at__lt=until)
+    return access.history_since(readings, "recorded_at", access.history_start_for_user(device))
+
+
+def reading_buckets_for_device(device: Device, *, keys, since, until, start: int, width: int) -> list[tuple]:
+    """Each key's count, min, max and average per time bucket of the device's readings in the range
+    (devices.sql.reading_buckets_run; one statement, served by reading_device_time)."""
+    if not keys:
+        return []
+    return sql.reading_buckets_run(readings_in_range(device, since=since, until=until), keys=keys, start=start,
+                                   width=width)  # fmt: skip
 
 
 def command_list_for_device(device: Device, *, limit=COMMAND_LIMIT) -> list[Command]:

@@ -19,6 +19,7 @@ import logging
 import threading
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from functools import cache
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
@@ -390,3 +391,62 @@ def table_rows_estimate(db, table) -> int | None:
         cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+# Chart buckets -------------------------------------------------------------------------------------
+
+# A value at or beyond this magnitude has no float (an integer of hundreds of digits, which JSON
+# allows): it is left out of charts (tests/devices/test_device_charts.py buckets the same in Python).
+NUMBER_LIMIT = 1e308
+
+
+def reading_buckets_run(readings, *, keys, start: int, width: int) -> list[tuple]:
+    """Per time bucket of `width` seconds from `start` (Unix seconds), each key's count, min, max
+    and average: rows (bucket, count₀, min₀, max₀, avg₀, count₁, …), in bucket order, the figures
+    floats; a key's count is 0 in a bucket where it has no number.
+
+    `readings` is the Reading queryset to read (one device, the range, bounded by
+    `access.history_since`): its own statement becomes the subquery, so who may see what stays
+    decided there. One statement for every key: each row is read once, whatever the charts.
+    The bucket of a time t is floor((t - start) / width) on both databases: PostgreSQL from
+    date_part('epoch') (a float8; extract() would be numeric, slower), SQLite from strftime('%s')
+    (whole seconds: with whole `start` and `width`, the same bucket)."""
+    vendor = connection.vendor
+    inner, inner_params = readings.values("recorded_at", "values").query.sql_with_params()
+    n = len(keys)
+    aggregates = ", ".join(f"count(n{i}), min(n{i}), max(n{i}), avg(n{i})" for i in range(n))
+    if vendor == "postgresql":
+        # Each key's number: its JSON value looked up once (j), jsonb_typeof first (a cast of text,
+        # "n/a", would fail the statement), then as numeric, which holds every JSON number, so that
+        # an integer of hundreds of digits is compared with the limit instead of failing a cast.
+        # OFFSET 0 keeps each level from being folded into the next: the planner would otherwise
+        # sort whole rows and work each number out again for every aggregate.
+        values = ", ".join(f'r."values" -> %s AS j{i}' for i in range(n))
+        numbers = ", ".join(f"CASE WHEN jsonb_typeof(j{i}) = %s THEN j{i}::numeric END AS m{i}" for i in range(n))
+        # The aggregates are numeric's too: a float8 cast per row goes through text (slower).
+        floats = ", ".join(f"CASE WHEN abs(m{i}) < {NUMBER_LIMIT!r} THEN m{i} END AS n{i}" for i in range(n))
+        sql = (
+            f"SELECT b, {aggregates} FROM (SELECT b, {floats} FROM (SELECT b, {numbers} FROM ("  # noqa: S608
+            f"SELECT floor((date_part('epoch', r.recorded_at) - %s) / %s)::int AS b, {values} "
+            f"FROM ({inner}) AS r OFFSET 0) AS y OFFSET 0) AS z OFFSET 0) AS x GROUP BY b ORDER BY b"
+        )
+        # in the order of the placeholders in the text: the type compared with, the bucket, the lookups
+        params = [*(["number"] * n), start, width, *keys, *inner_params]
+    else:
+        # SQLite: a number too large for an integer is a real, infinity past the limit; text is left out.
+        v = 'json_extract(r."values", %s)'
+        numbers = ", ".join(
+            f"CASE WHEN json_type(r.\"values\", %s) IN ('integer', 'real') AND abs({v}) < {NUMBER_LIMIT!r} "
+            f"THEN {v} END AS n{i}"
+            for i in range(n)
+        )
+        sql = (
+            f"SELECT b, {aggregates} FROM (SELECT (CAST(strftime('%%s', r.recorded_at) AS INTEGER) - %s) / %s AS b, "  # noqa: S608
+            f"{numbers} FROM ({inner}) AS r) AS x GROUP BY b ORDER BY b"
+        )
+        # keys cannot hold a double quote (ProductField.key's validator): the path quotes them
+        params = [start, width, *(p for key in keys for p in ['$."' + key + '"'] * 3), *inner_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        # numeric aggregates arrive as Decimal: floats on both databases, for the charts' arithmetic
+        return [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()]

@@ -22,7 +22,7 @@ from portal.http import client_ip
 
 from . import access, selectors, sharing
 from .command_queue import command_send
-from .forms import CommandForm
+from .forms import CommandForm, command_forms
 from .reading_charts import HEIGHT as CHART_HEIGHT
 from .reading_charts import WIDTH as CHART_WIDTH
 from .reading_charts import series_from_readings
@@ -70,7 +70,7 @@ def _device_page(request, device, *, command_form=None, status=HTTPStatus.OK):
         "chart_width": CHART_WIDTH,
         "chart_height": CHART_HEIGHT,
         "commands": selectors.command_list_for_device(device),
-        "command_form": command_form or (CommandForm(device=device) if device.grant_allows_commands else None),
+        "command_forms": command_forms(device, bound=command_form) if device.grant_allows_commands else [],
     }
     return render(request, "devices/support_device.html", context, status=status)
 
@@ -93,7 +93,7 @@ def support_command_send(request, pk):
     device = get_object_or_404(_devices(request.user), pk=pk)
     if not access.devices_under_support(request.user, access.OPERATE).filter(pk=device.pk).exists():
         raise Refused(NO_COMMANDS)
-    form = CommandForm(request.POST, device=device)
+    form = CommandForm(request.POST, device=device, command=request.POST.get("name", ""))
     if form.is_valid():
         try:
             command = command_send(

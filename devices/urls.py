@@ -12,6 +12,7 @@ urlpatterns = [
     path("<uuid:pk>/", device_page.device_detail, name="detail"),
     path("<uuid:pk>/live", device_page.device_live, name="detail-live"),
     path("<uuid:pk>/commands/", device_page.device_command_send, name="command"),
+    path("<uuid:pk>/readings.csv", device_page.device_readings_csv, name="readings-csv"),
     path("<uuid:pk>/rename/", views.device_rename, name="rename"),
     path("<uuid:pk>/credentials/revoke/", views.device_credentials_revoke, name="credentials-revoke"),
     # Sharing: the device page's panels post here (devices.sharing_views), the device list shares several.

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.services.applications import APP_SECRET_PURPOSE
 from devices import codes
-from devices.models import ClaimCode, Device, Product
+from devices.models import ClaimCode, Device, Product, ProductField
 from devices.services import factory_key_digest, pin_digest
 from portal.secrets import encrypt, keyed_digest, random_token
 
@@ -42,6 +42,15 @@ class ProductFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Sensor {n}")
     slug = factory.Sequence(lambda n: f"sensor-{n}")
+
+
+class ProductFieldFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ProductField
+
+    product = factory.SubFactory(ProductFactory)
+    key = factory.Sequence(lambda n: f"value{n}")
+    label = factory.LazyAttribute(lambda field: field.key.replace("_", " ").capitalize())
 
 
 class _KeepsRawSecrets:

@@ -1,11 +1,11 @@
 """Inputs and outputs of the integrator API: `<Entity>Output`, `<Entity><Action>Input`."""
 
-from drf_spectacular.utils import OpenApiExample
+from drf_spectacular.utils import OpenApiExample, extend_schema_field
 from rest_framework import serializers
 
 from devices.command_definitions import BUILT_IN
 from devices.command_queue import MAX_TTL
-from devices.models import DeviceStatus
+from devices.models import DeviceStatus, ProductFieldKind
 
 from .selectors import DEVICE_ROW_COLUMNS
 
@@ -63,11 +63,35 @@ class DeviceOutput(serializers.Serializer):
         }
 
 
+class ProductFieldOutput(serializers.Serializer):
+    key = serializers.CharField(help_text="The key of `values` this field describes.")
+    label = serializers.CharField()
+    unit = serializers.CharField(help_text="May be empty.")
+    kind = serializers.ChoiceField(choices=ProductFieldKind.choices)
+    decimals = serializers.IntegerField(help_text="Decimals the portal shows of a number.")
+    expected_min = serializers.FloatField(allow_null=True, help_text="Expected range, low end (display only).")
+    expected_max = serializers.FloatField(allow_null=True, help_text="Expected range, high end (display only).")
+    states = serializers.DictField(
+        child=serializers.CharField(), help_text="For kind `states`: each value (as text) to its name; else empty."
+    )
+    primary = serializers.BooleanField(help_text="One of the product's (at most two) primary fields.")
+
+
 class DeviceDetailOutput(DeviceOutput):
     values = serializers.DictField(help_text="The latest values the device reported.")
+    fields = serializers.SerializerMethodField(
+        method_name="field_definitions",
+        help_text="What the device's product declares its values mean, in the product's order. A key of "
+        "`values` that no field declares is still reported; webhook bodies carry values alone.",
+    )
+
+    @extend_schema_field(ProductFieldOutput(many=True))
+    def field_definitions(self, device):
+        # context["fields"]: the product's fields (devices.product_fields.fields_for_product), read by the view.
+        return [ProductFieldOutput(field).data for field in self.context["fields"]]
 
     def to_representation(self, device):
-        return {**super().to_representation(device), "values": device.values}
+        return {**super().to_representation(device), "values": device.values, "fields": self.field_definitions(device)}
 
 
 class DeviceFilterInput(serializers.Serializer):

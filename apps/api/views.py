@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from apps.models import Application
 from apps.services import links
 from devices.command_queue import command_send
+from devices.product_fields import fields_for_product
 
 from . import selectors
 from .authentication import ApplicationBasicAuthentication
@@ -135,7 +136,7 @@ class DeviceDetailApi(ApplicationApi):
     )
     def get(self, request, device_id):
         device = selectors.device_get_for_application(self.application, device_id)
-        return Response(DeviceDetailOutput(device).data)
+        return Response(DeviceDetailOutput(device, context={"fields": fields_for_product(device.product)}).data)
 
 
 class ReadingListApi(ApplicationApi):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from apps.models import AppLink
 from devices.models import Device, DeviceStatus, Reading
 
-from ..factories import DeviceFactory, ProductFactory
+from ..factories import DeviceFactory, ProductFactory, ProductFieldFactory
 from .api_support import auth, link, make_application
 
 pytest_plugins = ["tests.apps.api_fixtures"]
@@ -51,6 +51,7 @@ def test_a_list_row_says_what_the_detail_says_of_a_device_that_checked_in(client
     [row] = client.get(DEVICES_URL, **app_auth).json()["results"]
     detail = client.get(f"{DEVICES_URL}/{linked_device.pk}", **app_auth).json()
     detail.pop("values")
+    detail.pop("fields")  # the product's field definitions: the detail's, like the values
     assert row == detail
     assert (row["status"], row["last_ip"], row["name"]) == ("online", "203.0.113.9", "Porch")
     assert row["last_seen_at"].endswith("Z")
@@ -225,9 +226,23 @@ def test_detail_needs_credentials(client, linked_device):
     assert client.get(detail_url(linked_device.pk)).status_code == HTTPStatus.UNAUTHORIZED
 
 
+def test_detail_carries_the_products_field_definitions(client, app_auth, linked_device):
+    ProductFieldFactory(product=linked_device.product, key="mode", label="Mode", kind="states",
+                        states={"0": "Idle", "1": "Heating"}, order=2)  # fmt: skip
+    ProductFieldFactory(product=linked_device.product, key="temperature", label="Temperature", unit="°C",
+                        decimals=1, expected_min=5, expected_max=35, primary=True, order=1)  # fmt: skip
+    body = client.get(detail_url(linked_device.pk), **app_auth).json()
+    assert body["fields"] == [
+        {"key": "temperature", "label": "Temperature", "unit": "°C", "kind": "number", "decimals": 1,
+         "expected_min": 5.0, "expected_max": 35.0, "states": {}, "primary": True},
+        {"key": "mode", "label": "Mode", "unit": "", "kind": "states", "decimals": 1,
+         "expected_min": None, "expected_max": None, "states": {"0": "Idle", "1": "Heating"}, "primary": False},
+    ]  # fmt: skip
+
+
 def test_detail_query_count(client, app_auth, linked_device, django_assert_num_queries):
-    # 1: the application; 2: the device with its product, through the link.
-    with django_assert_num_queries(2):
+    # 1: the application; 2: the device with its product, through the link; 3: the product's fields.
+    with django_assert_num_queries(3):
         client.get(detail_url(linked_device.pk), **app_auth)
 
 
@@ -321,5 +336,6 @@ def test_device_representation_matches_what_drf_fields_would_render(linked_devic
     linked_device.last_seen_at = timezone.now()
     linked_device.last_ip = "203.0.113.9"
     linked_device.values = {"temperature": 20.5}
-    by_fields = serializers.Serializer.to_representation(DeviceDetailOutput(), linked_device)
-    assert DeviceDetailOutput(linked_device).data == by_fields
+    fields = [ProductFieldFactory(product=linked_device.product, key="temperature", unit="°C")]
+    by_fields = serializers.Serializer.to_representation(DeviceDetailOutput(context={"fields": fields}), linked_device)
+    assert DeviceDetailOutput(linked_device, context={"fields": fields}).data == by_fields

@@ -13,7 +13,7 @@ from claiming import limits, services, transfers
 from claiming.models import OwnershipEvent, OwnershipEventKind, Transfer
 from devices.models import Command, Device, Reading
 from portal.errors import ApplicationError, NotFound
-from tests.factories import ClaimCodeFactory, DeviceFactory, UserFactory
+from tests.factories import ClaimCodeFactory, DeviceFactory, ProductFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -229,7 +229,7 @@ def test_device_page_shows_values_chart_commands_and_history(owner_client, owner
     html = response.content.decode()
     assert response.status_code == HTTPStatus.OK
     assert "temperature" in html and "closed" in html
-    assert "<svg" in html and "<polyline" in html
+    assert "<svg" in html and '<path class="chart-line"' in html  # the chart's line (issue 19: a path)
     assert "reboot" in html and "Pending" in html
     assert "Claimed" in html and "by you" in html
 
@@ -247,7 +247,7 @@ def test_device_page_does_not_name_earlier_owners(owner_client, owner, other_own
 def test_owner_sends_a_command(owner_client, owner):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(
-        reverse("devices:command", args=[device.pk]), {"name": "set_interval", "params": '{"seconds": 30}'}
+        reverse("devices:command", args=[device.pk]), {"name": "set_interval", "set_interval-params.seconds": "30"}
     )
     assert response.status_code == HTTPStatus.FOUND
     command = Command.objects.get(device=device)
@@ -255,24 +255,25 @@ def test_owner_sends_a_command(owner_client, owner):
 
 
 def test_command_with_bad_params_is_a_form_error(owner_client, owner):
-    device = DeviceFactory(owner=owner)
+    # A command declared by name alone takes its parameters as a JSON object.
+    device = DeviceFactory(owner=owner, product=ProductFactory(commands=["open_door"]))
     response = owner_client.post(
-        reverse("devices:command", args=[device.pk]), {"name": "reboot", "params": "[1"}
+        reverse("devices:command", args=[device.pk]), {"name": "open_door", "open_door-params": "[1"}
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert not Command.objects.exists()
 
 
-@pytest.mark.parametrize("params", ["", '{"seconds": "abc"}', '{"seconds": 0}'])
-def test_command_params_that_do_not_fit_are_a_params_field_error(owner_client, owner, params):
+@pytest.mark.parametrize("seconds", ["", "abc", "0"])
+def test_command_params_that_do_not_fit_are_a_params_field_error(owner_client, owner, seconds):
     device = DeviceFactory(owner=owner)
     response = owner_client.post(
-        reverse("devices:command", args=[device.pk]), {"name": "set_interval", "params": params}
+        reverse("devices:command", args=[device.pk]), {"name": "set_interval", "set_interval-params.seconds": seconds}
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert response.context["command_form"].errors["params"] == [
+    assert response.context["command_form"].errors["params.seconds"] == [
         "seconds is required: a whole number from 1 to 86 400, required."
-        if not params
+        if not seconds
         else "seconds must be a whole number from 1 to 86 400."
     ]
     assert "from 1 to 86 400" in response.content.decode()
@@ -282,7 +283,9 @@ def test_command_params_that_do_not_fit_are_a_params_field_error(owner_client, o
 def test_the_command_form_lists_each_commands_parameters(owner_client, owner):
     device = DeviceFactory(owner=owner)
     html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
-    assert "set_interval: seconds (a whole number from 1 to 86 400, required)" in html
+    # Each command its own form (issue 19), each parameter a field with its rule beside it.
+    assert "Set the check-in interval" in html
+    assert "Seconds between check-ins. A whole number from 1 to 86 400, required." in html
 
 
 def test_owner_turns_pin_claiming_on_with_a_new_pin(owner_client, owner, other_owner):
@@ -434,4 +437,4 @@ def test_device_page_renders_whatever_numbers_the_device_checked_in(owner_client
         assert checkin(client, token, values).status_code == HTTPStatus.OK
     response = owner_client.get(reverse("devices:detail", args=[device.pk]))
     assert response.status_code == HTTPStatus.OK
-    assert "<polyline" in response.content.decode()
+    assert '<path class="chart-line"' in response.content.decode()

@@ -246,6 +246,9 @@ def test_product_commands_must_be_a_list_of_names(staff_client):
         "checkin_interval": 60,
         "poll_cap": 300,
         "certificate_days": 365,
+        # the product fields' inline (its management form; no fields declared)
+        "fields-TOTAL_FORMS": "0",
+        "fields-INITIAL_FORMS": "0",
     }
     url = reverse("admin:devices_product_change", args=[product.pk])
     assert staff_client.post(url, {**data, "commands": '{"reboot": 1}'}).status_code == HTTPStatus.OK

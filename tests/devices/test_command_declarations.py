@@ -56,7 +56,8 @@ def test_the_owners_form_lists_the_declared_parameters(client, lamp, owner):
     type(lamp).objects.filter(pk=lamp.pk).update(owner=owner)
     client.force_login(owner)
     html = client.get(f"/devices/{lamp.pk}/").content.decode()
-    assert "set_level" in html and "level (a whole number from 0 to 10, required)" in html
+    # A field per declared parameter (issue 19), its rule beside it.
+    assert "set_level" in html and "A whole number from 0 to 10, required." in html
 
 
 def _form(commands):

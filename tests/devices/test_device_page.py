@@ -14,14 +14,15 @@ from claiming import transfers
 from claiming.models import OwnershipEvent, OwnershipEventKind
 from devices import access, panels
 from devices.models import Command, Reading
-from tests.factories import ApplicationFactory, DeviceFactory
+from tests.factories import ApplicationFactory, DeviceFactory, ProductFieldFactory
 
 pytestmark = pytest.mark.django_db
 
-# Session, user, the device (with its product), readings, commands, applications linked and
-# linkable, the open transfer, the ownership history; the sharing panels' shares, pending
-# invitations, live support grant and access history.
-PAGE_QUERIES = 13
+# Session, user, the device (with its product), the product's declared fields (read once for the
+# values and charts panels), readings, commands, applications linked and linkable, the open
+# transfer, the ownership history; the sharing panels' shares, pending invitations, live support
+# grant and access history.
+PAGE_QUERIES = 14
 SECTIONS = [
     "summary-h", "values-h", "history-h", "apps-h", "commands-h", "pin-h", "ownership-h",
     "share-invite-h", "share-access-h", "support-grant-h", "access-audit-h",
@@ -121,3 +122,25 @@ def test_a_form_error_renders_the_page_with_the_bound_form(owner_client, owned_d
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.context["pin_form"].errors["pin"]
     assert re.findall(r'<h2 id="([\w-]+)"', response.content.decode()) == SECTIONS
+
+
+# --- the values panel: the product's fields (issue 19) ---------------------------------------------
+
+
+def test_values_show_under_their_declared_fields_and_the_rest_raw_below(owner_client, owner):
+    device = DeviceFactory(
+        owner=owner,
+        values={"temperature": 21.456, "heater": True, "mode": 1, "zz_debug": "x1"},
+        last_seen_at=timezone.now(),
+    )
+    ProductFieldFactory(product=device.product, key="temperature", label="Temperature", unit="°C", primary=True)
+    ProductFieldFactory(product=device.product, key="heater", label="Heater", kind="boolean", order=1)
+    ProductFieldFactory(product=device.product, key="mode", label="Mode", kind="states", states={"1": "Heating"},
+                        order=2)  # fmt: skip
+    html = owner_client.get(reverse("devices:detail", args=[device.pk])).content.decode()
+    panel = html[html.index('id="values-h"'):html.index('id="history-h"')]
+    assert re.search(r"Temperature</div>\s*<div class=\"field-value\">21.5\xa0°C", panel)
+    assert re.search(r"Heater</div>\s*<div class=\"field-value\">on", panel)
+    assert re.search(r"Mode</div>\s*<div class=\"field-value\">Heating", panel)
+    assert "Reported at the last check-in" in panel
+    assert panel.index("Other values") < panel.index("zz_debug") and "heater</td>" not in panel

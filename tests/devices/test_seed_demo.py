@@ -127,3 +127,15 @@ def test_rundemo_without_seed_data_has_no_logins_to_print():
     from devices.demo import saved_summary
 
     assert saved_summary("http://127.0.0.1:8000") is None
+
+
+def test_the_demo_product_declares_its_fields():
+    seed()
+    fields = Product.objects.get(slug="thermo").fields.all()
+    assert [(f.key, f.unit, f.primary) for f in fields] == [
+        ("temperature", "°C", True),
+        ("humidity", "%", True),
+        ("uptime", "s", False),
+    ]
+    seed()  # again: still one of each
+    assert Product.objects.get(slug="thermo").fields.count() == 3

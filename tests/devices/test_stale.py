@@ -162,7 +162,8 @@ def test_a_lower_threshold_applies_at_the_next_sweep(clock, client, staff, slow_
     client.force_login(staff)
     url = reverse("admin:devices_product_change", args=[slow_product.pk])
     form = {"name": slow_product.name, "slug": slow_product.slug, "description": "", "offline_after": 60,
-            "checkin_interval": 30, "poll_cap": 300, "certificate_days": 365, "commands": "[]"}
+            "checkin_interval": 30, "poll_cap": 300, "certificate_days": 365, "commands": "[]",
+            "fields-TOTAL_FORMS": "0", "fields-INITIAL_FORMS": "0"}  # the product fields' inline, none declared
     assert client.post(url, form).status_code == 302
 
     assert devices_mark_stale() == 1

@@ -92,5 +92,5 @@ def test_qr_sign_up_verify_claim(live_server, page, screenshot, labelled_device,
 
     page.get_by_role("link", name="Greenhouse").first.click()
     page.wait_for_url(re.compile(f"/devices/{device.pk}/$"))
-    assert page.locator("svg polyline").count() >= 2
+    assert page.locator("svg path.chart-line").count() >= 2  # a chart per numeric value (issue 19: a path)
     screenshot(page, "device-detail")

@@ -32,6 +32,7 @@ DEVICE_PAGES = {
     "devices:notifications-device", "devices:credentials-revoke",
     "devices:share-invite", "devices:share-leave", "devices:support-grant", "devices:support-grant-end",
     "devices:detail-live",  # the device page's live fragments (portal/live.py)
+    "devices:readings-csv",
 }
 APP_PAGES = {
     "apps:detail", "apps:settings", "apps:secret", "apps:shown-once", "apps:signing-secret", "apps:pause",

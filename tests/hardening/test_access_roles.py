@@ -47,6 +47,7 @@ CAPABILITY = {
     "devices:detail": SEE,
     "devices:detail-live": SEE,
     "devices:command": OPERATE,
+    "devices:readings-csv": SEE,
     "claiming:device-reset": MANAGE,
     "claiming:device-transfer": MANAGE,
     "claiming:transfer-cancel": MANAGE,

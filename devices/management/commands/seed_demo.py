@@ -19,6 +19,7 @@ from django.utils import timezone
 from devices import codes
 from devices.demo import (
     ADMIN_EMAIL,
+    DEMO_FIELDS,
     DEMO_PIN,
     OWNED_SERIAL,
     OWNER_EMAIL,
@@ -29,7 +30,7 @@ from devices.demo import (
     summary,
 )
 from devices.labels import claim_code_text
-from devices.models import ClaimCode, Device, Product
+from devices.models import ClaimCode, Device, Product, ProductField
 from devices.services import FACTORY_KEY_PURPOSE, factory_key_digest, pin_digest
 from portal.secrets import digests_match, encrypt, random_token
 
@@ -83,6 +84,9 @@ class Command(BaseCommand):
                     "checkin_interval": DEMO_CHECKIN_INTERVAL,
                 },
             )
+            # As the product: made once, an admin's later edits kept.
+            for field in DEMO_FIELDS:
+                ProductField.objects.get_or_create(product=product, key=field["key"], defaults=field)
             entries = []
             code_of = {}
             for group in CODE_GROUPS:
