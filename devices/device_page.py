@@ -80,7 +80,7 @@ def device_command_send(request, pk):
         except ApplicationError as exc:
             form.add_service_error(exc)
         else:
-            messages.success(request, f"Command “{command.name}” queued; the device gets it at its next check-in.")
+            messages.success(request, f"Command “{command.name}” queued; the device gets it at once if it is connected over MQTT, else at its next check-in.")
             return redirect(reverse("devices:detail", args=[device.pk]) + "#commands")
     return device_page(request, device, status=HTTPStatus.BAD_REQUEST, command_form=form)
 

@@ -107,6 +107,6 @@ def support_command_send(request, pk):
         else:
             what = f"Sent the command {command.name}"
             sharing.support_view_record(devices=[device], staff=request.user, what=what, ip=client_ip(request))
-            messages.success(request, f"Command “{command.name}” queued; the device gets it at its next check-in.")
+            messages.success(request, f"Command “{command.name}” queued; the device gets it at once if it is connected over MQTT, else at its next check-in.")
             return redirect("support:device", pk=device.pk)
     return _device_page(request, device, command_form=form, status=HTTPStatus.BAD_REQUEST)

@@ -62,10 +62,14 @@
       try { selection = [active.selectionStart, active.selectionEnd]; } catch (e) { selection = null; }
     }
     kept.forEach(function (form) {
-      var action = form.getAttribute("action");
+      // Its twin in the fresh content: the form of the same id (several forms may post to one
+      // action, as a device's command forms do), else of the same action.
       var twin = null;
       fresh.querySelectorAll("form").forEach(function (candidate) {
-        if (!twin && candidate.getAttribute("action") === action) twin = candidate;
+        if (twin) return;
+        if (form.id ? candidate.id === form.id : candidate.getAttribute("action") === form.getAttribute("action")) {
+          twin = candidate;
+        }
       });
       if (twin) twin.parentNode.replaceChild(form, twin);
     });

@@ -118,19 +118,20 @@ def test_a_check_in_and_a_command_show_without_a_reload(live_server, browser, co
     page.locator('[data-live="values"]').get_by_text("24.25").wait_for(timeout=WITHIN)
     assert page.evaluate("window.__notReloaded === true")
 
-    # Someone typing in the command form keeps what they typed, and the focus, through a refresh.
-    params = page.locator("form.command-form textarea, form.command-form input[name=params]").first
-    params.click()
-    params.type('{"seconds": 4')
+    # Someone typing in a command's form keeps what they typed, and the focus, through a refresh.
+    page.locator("#command-set_interval summary").click()
+    seconds = page.locator("#command-set_interval input[name='set_interval-params.seconds']")
+    seconds.click()
+    seconds.type("45")
     firmware.checkin({"temperature": 25.5, "humidity": 57.0})
     page.locator('[data-live="values"]').get_by_text("25.5").wait_for(timeout=WITHIN)
-    assert params.input_value() == '{"seconds": 4'
-    assert page.evaluate("document.activeElement.name") == "params"
-    params.fill("")
+    assert seconds.input_value() == "45"
+    assert page.evaluate("document.activeElement.name") == "set_interval-params.seconds"
+    seconds.fill("")
 
-    # The command form posts (a page load, as without JavaScript); what follows comes by itself.
-    page.locator("form.command-form select").select_option("identify")
-    page.locator("form.command-form").get_by_role("button", name="Send command").click()
+    # A command's form posts (a page load, as without JavaScript); what follows comes by itself.
+    page.locator("#command-identify summary").click()
+    page.locator("#command-identify").get_by_role("button", name="Send").click()
     page.wait_for_url(f"**/devices/{device.pk}/#commands")
     commands = page.locator('[data-live="commands"]')
     assert commands.get_by_text("Pending").first.is_visible()
