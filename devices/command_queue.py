@@ -96,6 +96,14 @@ def _ttl(ttl) -> timedelta:
 
 
 @transaction.atomic
+def command_queued_message(command: Command) -> str:
+    """What a person is told once their command is queued (the device page, the support page)."""
+    return (
+        f"Command “{command.name}” queued; the device gets it at once if it is connected over MQTT,"
+        " else at its next check-in."
+    )
+
+
 def command_send(*, device, name, params=None, ttl=None, sent_by_user=None, sent_by_app="") -> Command:
     """Queues a command for `device`, delivered at its next check-in (and, to a device on MQTT,
     pushed at once after commit: devices.mqtt.push hears the command.updated event).

@@ -25,7 +25,7 @@ from portal.errors import ApplicationError
 from portal.http import client_ip
 
 from . import access, outbox, panels, reading_charts, reading_export, selectors, sharing
-from .command_queue import command_send
+from .command_queue import command_queued_message, command_send
 from .forms import CommandForm, command_forms
 from .product_fields import chart_fields, fields_for_product, value_text, values_shown
 
@@ -80,7 +80,7 @@ def device_command_send(request, pk):
         except ApplicationError as exc:
             form.add_service_error(exc)
         else:
-            messages.success(request, f"Command “{command.name}” queued; the device gets it at once if it is connected over MQTT, else at its next check-in.")
+            messages.success(request, command_queued_message(command))
             return redirect(reverse("devices:detail", args=[device.pk]) + "#commands")
     return device_page(request, device, status=HTTPStatus.BAD_REQUEST, command_form=form)
 

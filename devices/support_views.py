@@ -21,7 +21,7 @@ from portal.errors import ApplicationError, Refused
 from portal.http import client_ip
 
 from . import access, selectors, sharing
-from .command_queue import command_send
+from .command_queue import command_queued_message, command_send
 from .forms import CommandForm, command_forms
 from .reading_charts import HEIGHT as CHART_HEIGHT
 from .reading_charts import WIDTH as CHART_WIDTH
@@ -107,6 +107,6 @@ def support_command_send(request, pk):
         else:
             what = f"Sent the command {command.name}"
             sharing.support_view_record(devices=[device], staff=request.user, what=what, ip=client_ip(request))
-            messages.success(request, f"Command “{command.name}” queued; the device gets it at once if it is connected over MQTT, else at its next check-in.")
+            messages.success(request, command_queued_message(command))
             return redirect("support:device", pk=device.pk)
     return _device_page(request, device, command_form=form, status=HTTPStatus.BAD_REQUEST)
