@@ -1,3 +1,4 @@
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -260,6 +261,11 @@ class Command(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.status})"
+
+    @property
+    def result_text(self) -> str:
+        """The result the device reported, as compact JSON for a page ("" when it reported none)."""
+        return json.dumps(self.result, ensure_ascii=False, separators=(", ", ": ")) if self.result else ""
 
 
 class DeviceEventType(models.TextChoices):

@@ -49,6 +49,23 @@ def fields_for_product(product) -> list[ProductField]:
     return cached
 
 
+def primary_values_attach(devices) -> None:
+    """Sets `primary_values` on each device: [(label, text)] of its product's primary fields, for the
+    device list. One query for the page, whatever its size (none when it holds no device)."""
+    product_ids = {device.product_id for device in devices}
+    primary = {}
+    if product_ids:
+        for field in ProductField.objects.filter(product_id__in=product_ids, primary=True).order_by("order", "key"):
+            primary.setdefault(field.product_id, []).append(field)
+    for device in devices:
+        values = device.values or {}
+        device.primary_values = [
+            (field.label, value_text(field, values[field.key]))
+            for field in primary.get(device.product_id, [])
+            if field.key in values
+        ]
+
+
 def value_text(field: ProductField, value) -> str:
     """`value` as the device page shows it under `field`: a number with its decimals and unit, a
     boolean as on/off, a state by its name; anything that does not fit its kind is shown raw

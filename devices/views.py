@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from portal import live
 from portal.errors import ApplicationError
 
-from . import access, selectors, services
+from . import access, product_fields, selectors, services
 from .forms import DeviceRenameForm
 from .models import DeviceStatus
 
@@ -52,6 +52,7 @@ def _list_context(request):
     devices, has_next = selectors.device_page_for_owner(
         request.user, status=status or None, sort=sort, page=page, per_page=PER_PAGE
     )
+    product_fields.primary_values_attach(devices)
     counts = selectors.device_status_counts_for_owner(request.user)
     total = sum(counts.values())
 

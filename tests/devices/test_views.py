@@ -105,8 +105,9 @@ def _devices(owner, n):
 @pytest.mark.parametrize("n", [10, 500])
 def test_list_query_count_does_not_grow_with_devices(owner_client, owner, n, django_assert_num_queries):
     _devices(owner, n)
-    # 1 session, 2 user, 3 one page of devices joined with their product, 4 the per-status counts.
-    with django_assert_num_queries(4):
+    # 1 session, 2 user, 3 one page of devices joined with their product, 4 the primary fields of the
+    # page's products, 5 the per-status counts.
+    with django_assert_num_queries(5):
         response = owner_client.get(LIST + "?sort=-last_seen")
     assert response.status_code == HTTPStatus.OK
 
@@ -154,3 +155,18 @@ def test_a_device_without_a_nickname_shows_its_serial_once(owner_client, owner):
     # Its name is the serial (the link); the rename box's placeholder and label say which device.
     assert unnamed_row.count(">SN-ONCE-0001<") == 1
     assert named_row.count(">SN-NAMED-0002<") == 1 and ">Porch<" in named_row
+
+
+def test_the_list_shows_each_devices_primary_values_with_their_unit(owner_client, owner):
+    from devices.models import ProductField
+
+    device = DeviceFactory(owner=owner, values={"temperature": 21.456, "humidity": 40, "fw": "2.4.1"})
+    product = device.product
+    ProductField.objects.create(product=product, key="temperature", label="Temperature", unit="°C", kind="number",
+                                decimals=1, primary=True)  # fmt: skip
+    ProductField.objects.create(product=product, key="humidity", label="Humidity", unit="%", kind="number", decimals=0)
+    html = owner_client.get(LIST).content.decode()
+    row = html[html.index(device.serial) :]
+    row = row[: row.index("</tr>")]
+    assert "Temperature" in row and "21.5\u00a0°C" in row
+    assert "Humidity" not in row and "2.4.1" not in row  # not primary, not declared

@@ -139,6 +139,7 @@ def test_a_check_in_and_a_command_show_without_a_reload(live_server, browser, co
     [command] = firmware.commands()
     firmware.ack(command["id"], "succeeded", {"blinked": 3})
     commands.get_by_text("Succeeded").first.wait_for(timeout=WITHIN)
+    assert commands.get_by_text('{"blinked": 3}').first.is_visible()  # the result, as the device reported it
     assert page.evaluate("window.__notReloaded === true")
 
     page.goto(f"{live_server.url}/devices/")
