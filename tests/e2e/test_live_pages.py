@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.models import Delivery, DeliveryStatus
-from devices.models import Device, Reading
+from devices.models import Device, ProductField, Reading
 from tests.factories import ApplicationFactory, DeviceFactory, ProductFactory, UserFactory
 
 from .conftest import SCREENSHOTS
@@ -36,6 +36,8 @@ def console(transactional_db):
     product = ProductFactory(name="Thermo Pro", slug="thermo-pro", commands=["identify", "reboot", "set_interval"])
     device = DeviceFactory(owner=owner, product=product, serial="TP-2024-000417")
     cellar = DeviceFactory(owner=owner, product=product, serial="TP-2024-000388", name="Cellar")
+    ProductField.objects.create(product=product, key="temperature", label="Temperature", unit="°C", kind="number",
+                                decimals=2, primary=True)  # fmt: skip
     now = timezone.now()
     Device.objects.filter(pk=device.pk).update(name="Greenhouse", owned_since=now - timedelta(hours=6))
     Reading.objects.bulk_create(
@@ -148,6 +150,7 @@ def test_a_check_in_and_a_command_show_without_a_reload(live_server, browser, co
     assert row.get_by_text("Never seen").is_visible()
     Firmware(live_server.url, cellar).checkin({"temperature": 12.0})
     row.get_by_text("Online").wait_for(timeout=WITHIN)
+    assert row.get_by_text("12.00\u00a0°C").is_visible()  # its primary value, live too
     assert page.evaluate("window.__notReloaded === true")
     assert _fits(page)
 
