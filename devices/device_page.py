@@ -68,21 +68,27 @@ def device_live(request, pk):
 @require_POST
 def device_command_send(request, pk):
     device = access.device_for(request.user, pk, access.OPERATE)
+    form, command = command_from_post(request, device)
+    if command is None:
+        return device_page(request, device, status=HTTPStatus.BAD_REQUEST, command_form=form)
+    return redirect(reverse("devices:detail", args=[device.pk]) + "#commands")
+
+
+def command_from_post(request, device):
+    """(form, command) for a command form posted about `device` (by someone the caller let operate
+    it): the command queued and the person told so, or None with the form holding why not."""
     form = CommandForm(request.POST, device=device, command=request.POST.get("name", ""))
-    if form.is_valid():
-        try:
-            command = command_send(
-                device=device,
-                name=form.cleaned_data["name"],
-                params=form.cleaned_data["params"],
-                sent_by_user=request.user,
-            )
-        except ApplicationError as exc:
-            form.add_service_error(exc)
-        else:
-            messages.success(request, command_queued_message(command))
-            return redirect(reverse("devices:detail", args=[device.pk]) + "#commands")
-    return device_page(request, device, status=HTTPStatus.BAD_REQUEST, command_form=form)
+    if not form.is_valid():
+        return form, None
+    try:
+        command = command_send(
+            device=device, name=form.cleaned_data["name"], params=form.cleaned_data["params"], sent_by_user=request.user
+        )
+    except ApplicationError as exc:
+        form.add_service_error(exc)
+        return form, None
+    messages.success(request, command_queued_message(command))
+    return form, command
 
 
 @login_required

@@ -10,19 +10,17 @@ the owner allowed commands. Without a grant, staff see what they always saw (the
 
 from http import HTTPStatus
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from portal.errors import ApplicationError, Refused
+from portal.errors import Refused
 from portal.http import client_ip
 
-from . import access, selectors, sharing
-from .command_queue import command_queued_message, command_send
-from .forms import CommandForm, command_forms
+from . import access, device_page, selectors, sharing
+from .forms import command_forms
 from .reading_charts import HEIGHT as CHART_HEIGHT
 from .reading_charts import WIDTH as CHART_WIDTH
 from .reading_charts import series_from_readings
@@ -93,20 +91,9 @@ def support_command_send(request, pk):
     device = get_object_or_404(_devices(request.user), pk=pk)
     if not access.devices_under_support(request.user, access.OPERATE).filter(pk=device.pk).exists():
         raise Refused(NO_COMMANDS)
-    form = CommandForm(request.POST, device=device, command=request.POST.get("name", ""))
-    if form.is_valid():
-        try:
-            command = command_send(
-                device=device,
-                name=form.cleaned_data["name"],
-                params=form.cleaned_data["params"],
-                sent_by_user=request.user,
-            )
-        except ApplicationError as exc:
-            form.add_service_error(exc)
-        else:
-            what = f"Sent the command {command.name}"
-            sharing.support_view_record(devices=[device], staff=request.user, what=what, ip=client_ip(request))
-            messages.success(request, command_queued_message(command))
-            return redirect("support:device", pk=device.pk)
+    form, command = device_page.command_from_post(request, device)
+    if command is not None:
+        what = f"Sent the command {command.name}"
+        sharing.support_view_record(devices=[device], staff=request.user, what=what, ip=client_ip(request))
+        return redirect("support:device", pk=device.pk)
     return _device_page(request, device, command_form=form, status=HTTPStatus.BAD_REQUEST)
