@@ -1,3 +1,12 @@
+"""The devices app's models: products and what their values mean, devices, readings, commands,
+events (the outbox), credentials, and who else may see a device (shares, invitations, support
+grants and their audit).
+
+Over 500 lines on purpose: Django keeps an app's models in one module by default, and these refer to
+each other (a share, a command and an event each name a device); a `models/` package would only
+scatter one schema across files.
+"""
+
 import json
 import uuid
 from datetime import UTC, datetime

@@ -9,6 +9,9 @@ Every write runs in a transaction with its AccessEvent (actor, address, time), w
 on the device page. A change of owner ends everything in the same transaction as the change
 (`sharing_end_for_device`, called from `claiming.ownership`).
 
+Over 500 lines on purpose: invitations, shares and support grants are one subject with one audit
+trail and one end at a change of owner; split, each part would import the others' rules.
+
 Decisions (issue 18):
 - An invitation names an email address and a role; the emailed link carries a random token of which
   only a keyed digest is stored (`portal.secrets`, as for transfers), valid 7 days, used once. The

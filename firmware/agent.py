@@ -1,5 +1,8 @@
 """Reference device agent: the device protocol as firmware implements it.
 
+One file over 500 lines on purpose: it is the example a firmware developer reads top to bottom and
+copies from, with nothing of the portal imported (HTTP and MQTT, provisioning to commands).
+
     python -m firmware.agent --url http://127.0.0.1:8000 --serial SN1 --key FACTORY-KEY --simulate
 
 Power-on: poll /device/v1/provision at once, then as often as the portal's `retry_after` says
