@@ -225,12 +225,13 @@ def device_for(user, pk, capability=SEE) -> Device:
 
 def role_of(user, device) -> str | None:
     """In which role `user` may see `device`: "owner", "operator", "viewer", "support", or None.
-    No query for the owner, or for a device from `device_for` / `devices_with_roles`."""
+    No query for the owner, or for a device `device_for(user, ...)` returned for this same user (a
+    role annotated for someone else is never taken for theirs)."""
     if not _signed_in(user) or device is None:
         return None
     if device.owner_id is not None and device.owner_id == user.pk:
         return OWNER
-    if hasattr(device, "access_role"):
+    if getattr(device, "access_role_of", None) == user.pk:  # from device_for(user, ...): no query
         return device.access_role
     return _one(user).filter(pk=device.pk).values_list("access_role", flat=True).first()
 

@@ -156,3 +156,13 @@ def test_recipients_are_the_owner_and_the_people_it_is_shared_with(owner, viewer
     owner_id, shared = recipients[shared_device.pk]
     assert owner_id == owner.pk and sorted(shared) == sorted([viewer.pk, operator.pk])
     assert unowned.pk not in recipients
+
+
+def test_a_role_found_for_one_person_is_not_taken_for_another(operator, viewer, shared_device):
+    # A device in hand from device_for(operator) carries the operator's role; asked about the viewer,
+    # the access module asks again rather than answering with the operator's.
+    held = access.device_for(operator, shared_device.pk, access.OPERATE)
+    assert access.role_of(operator, held) == access.OPERATOR
+    assert access.role_of(viewer, held) == access.VIEWER
+    assert access.may(operator, held, access.OPERATE)
+    assert not access.may(viewer, held, access.OPERATE)
