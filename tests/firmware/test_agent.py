@@ -228,8 +228,7 @@ def agent_process(live_server, tmp_path):
                 live_server.url,
                 "--serial",
                 device.serial,
-                "--key",
-                device.raw_factory_key,
+                f"--key={device.raw_factory_key}",  # one argument: a random key may begin with "-"
                 "--state",
                 str(tmp_path / "state.json"),
                 "--interval",
